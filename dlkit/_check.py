@@ -1,0 +1,80 @@
+"""Host-side validation shared by the API: every check runs before any kernel does.
+
+Messages say what was wrong, what was expected and what was received, e.g.
+``Dense 'fc1': input has 780 features, expected 784 (x.shape=(128, 780), W.shape=(784, 128))``.
+"""
+import numpy as np
+
+FLOATS = (np.float32, np.float64)
+
+
+def floating(x, what):
+    """x as a C-contiguous float32/float64 array; raises TypeError for anything else."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy array, got {type(x).__name__}")
+    if x.dtype.type not in FLOATS:
+        raise TypeError(f"{what}: expected dtype float32 or float64, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def ndim(x, n, what, layout=None):
+    if x.ndim != n:
+        lay = f" ({layout})" if layout else ""
+        raise ValueError(f"{what}: expected a {n}-D array{lay}, got shape {x.shape}")
+
+
+def same_dtype(what, **arrays):
+    dts = {k: v.dtype for k, v in arrays.items()}
+    if len(set(dts.values())) > 1:
+        got = ", ".join(f"{k}.dtype={d}" for k, d in dts.items())
+        raise TypeError(f"{what}: mixed dtypes ({got}); cast them to one dtype")
+
+
+def params(p, names, what):
+    """p must be a dict with exactly the keys ``names``, each a float array."""
+    if not isinstance(p, dict):
+        raise TypeError(f"{what}: params must be a dict, got {type(p).__name__}")
+    missing = [n for n in names if n not in p]
+    extra = [n for n in p if n not in names]
+    if missing or extra:
+        raise ValueError(f"{what}: params keys {sorted(p)} do not match the expected "
+                       f"{sorted(names)} (missing {missing}, extra {extra})")
+    for n in names:
+        if not isinstance(p[n], np.ndarray) or p[n].dtype.type not in FLOATS:
+            raise TypeError(f"{what}: param {n!r} must be a float32/float64 ndarray, got "
+                            f"{getattr(p[n], 'dtype', type(p[n]).__name__)}")
+
+
+def shape(a, expected, what):
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{what}: expected shape {tuple(expected)}, got {tuple(a.shape)}")
+
+
+def labels(y, n_classes, n, what):
+    """Integer class labels of length n in [0, n_classes): returns them as an int64 array."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{what}: labels must be integers, got dtype {y.dtype}")
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"{what}: expected labels of shape ({n},) to match the batch of {n}, "
+                         f"got shape {y.shape}")
+    if n:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_classes:
+            bad = lo if lo < 0 else hi
+            pos = int(np.flatnonzero(y == bad)[0])
+            raise ValueError(f"{what}: label {bad} at position {pos} is outside "
+                             f"[0, {n_classes}) for {n_classes} classes")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def rate(p, what):
+    if not (isinstance(p, (int, float, np.floating)) and 0 <= p < 1):
+        raise ValueError(f"{what}: rate must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def positive_int(v, what):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{what}: expected a positive int, got {v!r}")
+    return int(v)

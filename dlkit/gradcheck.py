@@ -1,0 +1,70 @@
+"""gradcheck: compare a layer's backward with float64 central differences.
+
+    gradcheck(layer, params, x, *, key=None, train=True, eps=1e-6, tol=1e-6, max_elems=64)
+        -> {"dx": err, "fc1/W": err, ...}   (max relative error per tensor)
+
+The scalar checked is L = sum(forward(params, x) * R) with a fixed random R, so dL/dy = R goes
+into ``backward``.  Each tensor's error is max |analytic - numeric| / max(1, max |numeric|)
+over up to ``max_elems`` sampled elements.  Raises AssertionError naming the worst tensor when
+an error exceeds ``tol``.  Pass float64 params and inputs (``tree.map(lambda a:
+a.astype(np.float64), params)``); the same ``key`` is used for every forward, so layers with
+randomness (dropout) are checked with a fixed mask.
+"""
+import numpy as np
+
+from . import tree
+
+
+def gradcheck(layer, params, x, *, key=None, train=True, eps=1e-6, tol=1e-6, max_elems=64,
+              check_dx=True, seed=0):
+    _, forward, backward = layer
+    for name, a in [("x", x), *tree.flatten(params).items()]:
+        if np.asarray(a).dtype.kind == "f" and np.asarray(a).dtype != np.float64:
+            raise TypeError(f"gradcheck: {name} is {np.asarray(a).dtype}; use float64 so "
+                            "finite differences are meaningful")
+    rng = np.random.default_rng(seed)
+    params = tree.copy(params)
+    x = np.array(x, copy=True)
+    y, cache = forward(params, x, key=key, train=train)
+    R = rng.standard_normal(y.shape)
+    dx, grads = backward(params, cache, R.astype(y.dtype), need_dx=check_dx)
+
+    def loss():
+        return float(np.sum(forward(params, x, key=key, train=train)[0] * R))
+
+    def numeric(arr, idx):
+        old = arr[idx]
+        arr[idx] = old + eps
+        lp = loss()
+        arr[idx] = old - eps
+        lm = loss()
+        arr[idx] = old
+        return (lp - lm) / (2 * eps)
+
+    targets = tree.flatten(params)
+    analytic = tree.flatten(grads)
+    if check_dx and x.dtype.kind == "f":
+        targets = {"dx": x, **targets}
+        analytic = {"dx": dx, **analytic}
+    errors = {}
+    for name, arr in targets.items():
+        g = analytic.get(name)
+        if g is None or g.shape != arr.shape:
+            raise AssertionError(f"gradcheck: gradient for {name!r} missing or of shape "
+                                 f"{None if g is None else g.shape}, expected {arr.shape}")
+        flat_idx = np.arange(arr.size)
+        if arr.size > max_elems:
+            flat_idx = rng.choice(arr.size, max_elems, replace=False)
+        num, ana = [], []
+        for f in flat_idx:
+            idx = np.unravel_index(f, arr.shape)
+            num.append(numeric(arr, idx))
+            ana.append(g[idx])
+        num, ana = np.array(num), np.array(ana)
+        errors[name] = float(np.max(np.abs(num - ana)) / max(1.0, np.max(np.abs(num)))) \
+            if len(num) else 0.0
+    worst = max(errors, key=errors.get) if errors else None
+    if worst is not None and errors[worst] > tol:
+        raise AssertionError(f"gradcheck: {worst!r} relative error {errors[worst]:.3g} > {tol:g}; "
+                             f"all errors: {errors}")
+    return errors

@@ -1,0 +1,5 @@
+"""Layer constructors, one module per family, all re-exported here (``from dlkit import layers
+as L``).  See ``dlkit.layers.base`` for the contract every layer follows."""
+from .base import Layer  # noqa: F401
+from .core import (Dense, Dropout, Flatten, LeakyRelu, LogSoftmax, Relu, Sigmoid,  # noqa: F401
+                   Softmax, Tanh)

@@ -1,0 +1,150 @@
+"""Optimizers in the optax style, over parameter trees.
+
+    opt = optim.adam(1e-3)                 # or sgd, adamw, rmsprop
+    state = opt.init(params)               # a tree of arrays: {"step": int64 (), "m": ..., ...}
+    updates, state = opt.update(grads, state, params)
+    params = optim.apply_updates(params, updates)
+
+Nothing is modified in place: update returns new arrays, so a caller's old params and state
+survive any error.  grads, state and params are checked for matching keys, shapes and dtypes
+before any kernel runs.  ``lr`` is a number or a schedule ``fn(step) -> lr`` (step = updates
+done so far): ``constant``, ``step_decay``, ``cosine``.  ``l2`` adds l2*p to the gradient
+(classic weight decay), ``l1`` adds l1*sign(p); AdamW's ``weight_decay`` is decoupled.
+"""
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from kernels.cpu import optim as K
+
+from . import tree
+
+
+class Optimizer(NamedTuple):
+    init: Callable
+    update: Callable
+    name: str
+    hyperparams: dict
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+def constant(lr):
+    return lambda step: lr
+
+
+def step_decay(lr, step_size, gamma=0.1):
+    """lr * gamma ** (step // step_size)."""
+    return lambda step: lr * gamma ** (step // step_size)
+
+
+def cosine(lr, total_steps, final_lr=0.0, warmup_steps=0):
+    """Linear warm-up over warmup_steps, then cosine decay from lr to final_lr at total_steps."""
+    def schedule(step):
+        if step < warmup_steps:
+            return lr * (step + 1) / warmup_steps
+        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final_lr + 0.5 * (lr - final_lr) * (1 + math.cos(math.pi * t))
+    return schedule
+
+
+def _schedule(lr):
+    if callable(lr):
+        return lr
+    if not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"learning rate must be a positive number or a schedule, got {lr!r}")
+    return constant(float(lr))
+
+
+# ---------------------------------------------------------------- checks and plumbing
+def _check_like(what, tree_, params):
+    fp, ft = tree.flatten(params), tree.flatten(tree_)
+    if fp.keys() != ft.keys():
+        missing, extra = sorted(fp.keys() - ft.keys()), sorted(ft.keys() - fp.keys())
+        raise ValueError(f"{what} do not match params: missing {missing}, extra {extra}")
+    for k, p in fp.items():
+        a = ft[k]
+        if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
+            got = f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"{what}[{k!r}]: expected shape {p.shape} dtype {p.dtype}, got {got}")
+    return fp, ft
+
+
+def _check_state(state, params, slots, name):
+    if not isinstance(state, dict) or set(state) != {"step", *slots}:
+        raise ValueError(f"{name} state must be a dict with keys {sorted(['step', *slots])} "
+                         f"(from opt.init); got {sorted(state) if isinstance(state, dict) else state!r}")
+    return [_check_like(f"{name} state[{s!r}]", state[s], params)[1] for s in slots]
+
+
+def _make(name, slots, kernel, hyper, lr):
+    """An Optimizer whose per-array kernel maps (g, p, *slot_arrays, lr, step) to
+    (u, *new_slot_arrays) on flat arrays."""
+    schedule = _schedule(lr)
+
+    def init(params):
+        state = {s: tree.map(np.zeros_like, params) for s in slots}
+        state["step"] = np.zeros((), np.int64)
+        return state
+
+    def update(grads, state, params):
+        fp, fg = _check_like("grads", grads, params)
+        fs = _check_state(state, params, slots, name)
+        step = int(state["step"])
+        rate = float(schedule(step))
+        updates, new = {}, [{} for _ in slots]
+        for k, p in fp.items():
+            flat = [np.ascontiguousarray(a).reshape(-1) for a in (fg[k], p, *(f[k] for f in fs))]
+            u, *ss = kernel(*flat, rate, step + 1)
+            updates[k] = u.reshape(p.shape)
+            for d, s in zip(new, ss):
+                d[k] = s.reshape(p.shape)
+        out = {s: tree.unflatten(d) for s, d in zip(slots, new)}
+        out["step"] = np.array(step + 1, np.int64)
+        return tree.unflatten(updates), out
+
+    return Optimizer(init, update, name, dict(hyper, lr=lr if not callable(lr) else "schedule"))
+
+
+def apply_updates(params, updates):
+    """params + updates, leaf by leaf (new arrays)."""
+    fp, fu = _check_like("updates", updates, params)
+    return tree.unflatten({k: fp[k] + fu[k] for k in fp})
+
+
+# ---------------------------------------------------------------- the optimizers
+def sgd(lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0):
+    """SGD with optional (Nesterov) momentum, as torch.optim.SGD."""
+    def kernel(g, p, v, rate, step):
+        return K.sgd_update(g, p, v, rate, momentum, nesterov, l2, l1)
+    return _make("sgd", ("v",), kernel,
+                 dict(momentum=momentum, nesterov=nesterov, l2=l2, l1=l1), lr)
+
+
+def adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, name="adam"):
+    """Adam (Kingma & Ba) as torch.optim.Adam; weight_decay > 0 gives AdamW's decoupled decay."""
+    def kernel(g, p, m, v, rate, step):
+        return K.adam_update(g, p, m, v, rate, b1, b2, eps, step, weight_decay, l2, l1)
+    return _make(name, ("m", "v"), kernel,
+                 dict(b1=b1, b2=b2, eps=eps, l2=l2, l1=l1, weight_decay=weight_decay), lr)
+
+
+def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2):
+    """AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, as torch.optim.AdamW."""
+    return adam(lr, b1, b2, eps, weight_decay=weight_decay, name="adamw")
+
+
+def rmsprop(lr=1e-2, rho=0.99, eps=1e-8, momentum=0.0, l2=0.0, l1=0.0):
+    """RMSprop as torch.optim.RMSprop (alpha=rho, centered=False)."""
+    def kernel(g, p, s, b, rate, step):
+        return K.rmsprop_update(g, p, s, b, rate, rho, eps, momentum, l2, l1)
+    return _make("rmsprop", ("s", "b"), kernel,
+                 dict(rho=rho, eps=eps, momentum=momentum, l2=l2, l1=l1), lr)
+
+
+def get(name, lr, **kw):
+    """An optimizer by name: sgd, adam, adamw, rmsprop."""
+    table = {"sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop}
+    if name not in table:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(table)}")
+    return table[name](lr, **kw)

@@ -1,0 +1,79 @@
+"""Optimizer updates as elementwise kernels over flat 1-D arrays (the API passes reshape(-1)).
+
+Each returns the *update* u (to be added to the params, optax-style) and the new state arrays;
+nothing is modified in place.  g is dL/dp.  Penalties are folded into the gradient first:
+
+    g' = g + l2 * p + l1 * sign(p)            (classic L2 weight decay and L1 penalty)
+
+    sgd_update:     v' = momentum v + g'
+                    u  = -lr (g' + momentum v')  if nesterov  else  -lr v'
+    adam_update:    m' = b1 m + (1 - b1) g',  v' = b2 v + (1 - b2) g'^2
+                    u  = -lr [ (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps) + wd p ]
+                    (wd > 0 is AdamW's decoupled weight decay; t counts from 1)
+    rmsprop_update: s' = rho s + (1 - rho) g'^2,  b' = momentum b + g' / (sqrt(s') + eps)
+                    u  = -lr b'                (PyTorch's RMSprop, centered=False)
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _n_chunks(n):
+    return max(1, min(16, n // 65536))
+
+
+@njit(cache=True, inline="always")
+def _penalised(g, p, l2, l1):
+    return g + l2 * p + l1 * np.sign(p)
+
+
+@njit(parallel=True, cache=True)
+def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1):
+    """g, p, v (n,) -> u (n,), v' (n,)."""
+    n = g.shape[0]
+    t = g.dtype.type
+    lr_, mu, l2_, l1_ = t(lr), t(momentum), t(l2), t(l1)
+    u, v2 = np.empty_like(g), np.empty_like(v)
+    nc = _n_chunks(n)
+    for c in prange(nc):
+        for i in range(c * n // nc, (c + 1) * n // nc):
+            gi = _penalised(g[i], p[i], l2_, l1_)
+            v2[i] = mu * v[i] + gi
+            u[i] = -lr_ * (gi + mu * v2[i]) if nesterov else -lr_ * v2[i]
+    return u, v2
+
+
+@njit(parallel=True, cache=True)
+def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1):
+    """g, p, m, v (n,), step >= 1 -> u (n,), m' (n,), v' (n,)."""
+    n = g.shape[0]
+    t = g.dtype.type
+    lr_, b1_, b2_, eps_, wd_, l2_, l1_ = t(lr), t(b1), t(b2), t(eps), t(wd), t(l2), t(l1)
+    c1 = t(1.0 / (1.0 - b1 ** step))
+    c2 = t(1.0 / (1.0 - b2 ** step))
+    u, m2, v2 = np.empty_like(g), np.empty_like(m), np.empty_like(v)
+    nc = _n_chunks(n)
+    for c in prange(nc):
+        for i in range(c * n // nc, (c + 1) * n // nc):
+            gi = _penalised(g[i], p[i], l2_, l1_)
+            m2[i] = b1_ * m[i] + (1 - b1_) * gi
+            v2[i] = b2_ * v[i] + (1 - b2_) * gi * gi
+            u[i] = -lr_ * (m2[i] * c1 / (np.sqrt(v2[i] * c2) + eps_) + wd_ * p[i])
+    return u, m2, v2
+
+
+@njit(parallel=True, cache=True)
+def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1):
+    """g, p, s, b (n,) -> u (n,), s' (n,), b' (n,)."""
+    n = g.shape[0]
+    t = g.dtype.type
+    lr_, rho_, eps_, mu, l2_, l1_ = t(lr), t(rho), t(eps), t(momentum), t(l2), t(l1)
+    u, s2, b2 = np.empty_like(g), np.empty_like(s), np.empty_like(b)
+    nc = _n_chunks(n)
+    for c in prange(nc):
+        for i in range(c * n // nc, (c + 1) * n // nc):
+            gi = _penalised(g[i], p[i], l2_, l1_)
+            s2[i] = rho_ * s[i] + (1 - rho_) * gi * gi
+            b2[i] = mu * b[i] + gi / (np.sqrt(s2[i]) + eps_)
+            u[i] = -lr_ * b2[i]
+    return u, s2, b2
