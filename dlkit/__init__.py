@@ -38,5 +38,5 @@ def blas_threads(n):
 _check_kernels()
 blas_threads(1)
 
-from . import random, tree, init, layers, nn, losses, optim, metrics  # noqa: E402,F401
+from . import random, tree, init, layers, nn, losses, optim, metrics, data  # noqa: E402,F401
 from .gradcheck import gradcheck  # noqa: E402,F401

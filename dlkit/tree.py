@@ -7,8 +7,10 @@
     size(tree)           -> total number of elements
     copy(tree)           -> deep copy of the arrays
     equal(a, b)          -> True if same structure, dtypes, shapes and bits
+    digest(tree)         -> SHA-256 hex over names, dtypes, shapes and bytes (compare runs)
 """
 import builtins
+import hashlib
 
 import numpy as np
 
@@ -63,3 +65,12 @@ def equal(a, b):
     return all(x.dtype == y.dtype and x.shape == y.shape
                and np.array_equal(x.view(np.uint8), y.view(np.uint8))
                for x, y in ((np.ascontiguousarray(fa[k]), np.ascontiguousarray(fb[k])) for k in fa))
+
+
+def digest(tree):
+    h = hashlib.sha256()
+    for k, a in flatten(tree).items():
+        a = np.ascontiguousarray(a)
+        h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,75 @@
+"""MNIST-format image sets (IDX files): MNIST, Fashion-MNIST, Kuzushiji-MNIST.
+
+    load_mnist(dataset="mnist", data_dir=None) -> (x_train, y_train), (x_test, y_test)
+        x: uint8 (N, 28, 28), y: int64 (N,).  Files are found or downloaded by dlkit.data.store.
+    read_idx(path) -> ndarray          any IDX file, gzipped or not
+    CLASS_NAMES[dataset]               the class names, index = label
+"""
+import gzip
+import struct
+
+import numpy as np
+
+from .store import fetch
+
+_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+SPECS = {
+    "mnist": dict(
+        urls=("https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        md5=("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
+    "fashion-mnist": dict(
+        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        sha256=("b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+                "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+                "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+                "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05")),
+    "kmnist": dict(
+        urls=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+        md5=("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+             "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")),
+}
+
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+}
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path):
+    """Read an IDX file (magic 0x00 0x00 <type> <ndim>, big-endian dims, then the data)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise ValueError(f"{path}: not an IDX file (header {raw[:4]!r})")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dtype = np.dtype(_DTYPES[raw[2]])
+    data = np.frombuffer(raw, dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} items, "
+                         f"file holds {data.size}")
+    return data.reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def load_mnist(dataset="mnist", data_dir=None, download=True, progress=True):
+    if dataset not in SPECS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(SPECS)}")
+    spec = SPECS[dataset]
+    arrays = []
+    for i, fname in enumerate(_FILES):
+        path = fetch(dataset, fname, urls=[u + fname for u in spec["urls"]],
+                     sha256=spec.get("sha256", (None,) * 4)[i],
+                     md5=spec.get("md5", (None,) * 4)[i],
+                     data_dir=data_dir, download_ok=download, progress=progress)
+        arrays.append(read_idx(path))
+    xtr, ytr, xte, yte = arrays
+    return (xtr, ytr.astype(np.int64)), (xte, yte.astype(np.int64))

@@ -1,0 +1,175 @@
+"""fit: the training loop, with progress bar, validation, history, checkpoints and resume.
+
+    result = fit(model, params, opt, (X, Y), key=key, epochs=10, batch_size=128,
+                 val=(Xv, Yv), prepare=lambda xb: xb.reshape(len(xb), -1) / 255,
+                 checkpoint_dir="runs/mlp", resume=True)
+    result.params, result.opt_state, result.history
+
+Each step: x = prepare(X[idx]), forward (train=True, key = fold_in(key, step)), loss,
+backward, a finiteness check of loss and grads (FloatingPointError naming the step and the
+tensor, raised before the update so params stay finite and no checkpoint is written for that
+step or after), the optimizer update.  The batch order of epoch e is
+``data.permutation(fold_in(key, EPOCH_SALT + e), n)``.  Checkpoints (``dlkit.checkpoint``)
+store params, optimizer state, the step, epoch, batch and running epoch sums, so a run resumed
+from any checkpoint ends bit for bit where an uninterrupted run with the same seed ends.
+
+``evaluate(model, params, X, Y, loss_fn=..., prepare=...)`` -> (loss, accuracy, predictions).
+"""
+import time
+from typing import NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from . import losses, nn, tree
+from .optim import apply_updates
+from .data import batching
+from .random import fold_in
+
+EPOCH_SALT = 1 << 20
+
+
+class FitResult(NamedTuple):
+    params: dict
+    opt_state: dict
+    history: dict
+
+
+def predictions(out):
+    """Class predictions from model outputs: argmax of (N, C) logits, or logit > 0 for (N,)
+    / (N, 1) binary outputs."""
+    if out.ndim == 2 and out.shape[1] > 1:
+        return out.argmax(axis=1)
+    return (out.reshape(-1) > 0).astype(np.int64)
+
+
+def evaluate(model, params, X, Y, *, loss_fn=losses.softmax_cross_entropy, prepare=None,
+             batch_size=1000):
+    """Mean loss, accuracy and predictions of ``model`` on (X, Y), in eval mode."""
+    _, forward, _ = model
+    total, preds = 0.0, []
+    for xb, yb in batching.batches(X, Y, batch_size):
+        out, _ = forward(params, prepare(xb) if prepare else xb, train=False)
+        total += loss_fn(out, yb)[0] * len(xb)
+        preds.append(predictions(out))
+    preds = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    return total / max(1, len(X)), float(np.mean(preds == np.asarray(Y).reshape(-1))), preds
+
+
+def _check_finite(loss, grads, step, epoch, batch):
+    bad = None
+    if not np.isfinite(loss):
+        bad = "the loss"
+    else:
+        for name, g in tree.flatten(grads).items():
+            if not np.isfinite(np.add.reduce(g, axis=None)) and not np.isfinite(g).all():
+                bad = f"the gradient of {name!r}"
+                break
+    if bad:
+        raise FloatingPointError(f"non-finite value (NaN or Inf) in {bad} at step {step} "
+                                 f"(epoch {epoch + 1}, batch {batch}); params were not updated")
+
+
+def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=None,
+        loss_fn=losses.softmax_cross_entropy, prepare=None, val=None, grad_transform=None,
+        checkpoint_dir=None, checkpoint_every=None, keep=3, resume=False,
+        early_stopping=None, monitor="val_accuracy", progress=True, log=print, max_steps=None):
+    """Train ``model`` (a Layer) from ``params`` with optimizer ``opt`` on ``train = (X, Y)``.
+
+    val: (X, Y) evaluated after each epoch.  grad_transform: fn(grads) -> grads applied before
+    the update (e.g. ``dlkit.clip.clip_by_global_norm``).  checkpoint_dir: where to save at
+    each epoch end and, if set, every ``checkpoint_every`` steps.  resume: continue from the
+    newest valid checkpoint in checkpoint_dir (a fresh start if there is none).
+    early_stopping: patience in epochs on ``monitor`` (higher is better for *accuracy*, lower
+    for *loss*).  max_steps: stop after that many steps in total (for tests and profiling).
+    """
+    X, Y = train
+    if len(X) != len(Y):
+        raise ValueError(f"fit: X and Y have different lengths, {len(X)} and {len(Y)}")
+    step_fn = nn.value_and_grad(model, loss_fn)
+    opt_state = opt.init(params) if opt_state is None else opt_state
+    n_per_epoch = batching.n_batches(len(X), batch_size)
+    history = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                               "seconds")}
+    step = epoch = start_batch = 0
+    sums = [0.0, 0, 0]                      # loss * n, correct, n  of the current epoch
+    best, since_best = None, 0
+    if resume:
+        if not checkpoint_dir:
+            raise ValueError("fit: resume=True needs checkpoint_dir")
+        c = ckpt.restore(checkpoint_dir, like=params)
+        if c is not None:
+            m = c.meta
+            if tuple(m.get("key", ())) != tuple(key):
+                raise ValueError(f"fit: checkpoint {c.path} was trained with key {m.get('key')}"
+                                 f", this run uses {key}; pass the same --seed to resume")
+            params, opt_state, step = c.params, c.opt_state, c.step
+            epoch, start_batch, sums = m["epoch"], m["batch"], m["sums"]
+            history, best, since_best = m["history"], m["best"], m["since_best"]
+            log(f"resumed from {c.path} (step {step}, epoch {epoch + 1}, batch {start_batch})")
+
+    def save():
+        if checkpoint_dir:
+            ckpt.save(checkpoint_dir, step, params, opt_state, keep=keep, meta=dict(
+                key=list(key), epoch=epoch, batch=start_batch, sums=sums, history=history,
+                best=best, since_best=since_best, monitor=monitor, optimizer=opt.name,
+                hyperparams=opt.hyperparams, batch_size=batch_size, epochs=epochs,
+                n_train=len(X), data_order=f"permutation(fold_in(key, {EPOCH_SALT}+epoch))"))
+
+    stop = False
+    while epoch < epochs and not stop:
+        t0 = time.perf_counter()
+        order_key = fold_in(key, EPOCH_SALT + epoch)
+        bar = tqdm(total=n_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False, mininterval=0.5)
+        for xb, yb in batching.batches(X, Y, batch_size, key=order_key, start=start_batch):
+            x = prepare(xb) if prepare else xb
+            loss, out, grads = step_fn(params, x, yb, key=fold_in(key, step))
+            _check_finite(loss, grads, step, epoch, start_batch)
+            if grad_transform is not None:
+                grads = grad_transform(grads)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = apply_updates(params, updates)
+            step += 1
+            start_batch += 1
+            sums = [sums[0] + loss * len(xb),
+                    sums[1] + int(np.sum(predictions(out) == np.asarray(yb).reshape(-1))),
+                    sums[2] + len(xb)]
+            bar.update(1)
+            if start_batch % 20 == 0:
+                bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}", acc=f"{sums[1] / sums[2]:.4f}",
+                                refresh=False)
+            if checkpoint_every and step % checkpoint_every == 0 and start_batch < n_per_epoch:
+                save()
+            if max_steps is not None and step >= max_steps:
+                stop = True
+                break
+        bar.close()
+        if stop and start_batch < n_per_epoch:
+            break
+        history["epoch"].append(epoch + 1)
+        history["loss"].append(sums[0] / max(1, sums[2]))
+        history["accuracy"].append(sums[1] / max(1, sums[2]))
+        if val is not None:
+            vl, va, _ = evaluate(model, params, *val, loss_fn=loss_fn, prepare=prepare)
+        else:
+            vl = va = None
+        history["val_loss"].append(vl)
+        history["val_accuracy"].append(va)
+        history["seconds"].append(time.perf_counter() - t0)
+        msg = (f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f} "
+               f"acc {history['accuracy'][-1]:.4f}")
+        if val is not None:
+            msg += f" | val loss {vl:.4f} acc {va:.4f}"
+        log(msg + f" | {history['seconds'][-1]:.2f} s")
+        epoch, start_batch, sums = epoch + 1, 0, [0.0, 0, 0]
+        if early_stopping is not None and history[monitor][-1] is not None:
+            value = history[monitor][-1]
+            better = best is None or (value > best if "acc" in monitor else value < best)
+            best, since_best = (value, 0) if better else (best, since_best + 1)
+            if since_best >= early_stopping:
+                log(f"early stopping: {monitor} has not improved for {early_stopping} epochs")
+                stop = True
+        save()
+    return FitResult(params, opt_state, history)

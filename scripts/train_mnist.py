@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Train a model from dlkit.zoo on MNIST, Fashion-MNIST or Kuzushiji-MNIST.
+
+    python scripts/train_mnist.py --dataset fashion-mnist --model mlp --epochs 10
+
+Prints per-epoch train loss/accuracy, validation accuracy and seconds, then the test accuracy
+and a per-class precision/recall/F1 table.  Writes into --out: checkpoints (resumable with
+--resume), history.json, learning_curve.png and confusion_matrix.png.  Data is looked for in
+--data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    from dlkit.zoo import MODELS
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "kmnist"])
+    p.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training set held out for validation")
+    p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ (searched first)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<model>)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="resume from the newest valid checkpoint in DIR (usually --out)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS steps, not only at epoch ends")
+    p.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="train on the first N training images only (quick experiments)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import numpy as np
+
+    import dlkit
+    from dlkit import data, metrics, optim, random, train, tree
+    from dlkit.zoo import MODELS
+
+    out = Path(args.out or args.resume or f"runs/{args.dataset}-{args.model}")
+    try:
+        (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
+                                                 progress=not args.quiet)
+    except data.DataNotFoundError as e:
+        sys.exit(f"error: {e}")
+    if args.train_subset:
+        xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
+    key = random.key(args.seed)
+    (xtr, ytr), (xva, yva) = data.train_val_split(xtr, ytr, args.val_fraction,
+                                                  random.fold_in(key, 0))
+    model, prepare, in_shape = MODELS[args.model]()
+    _, params = model.init(random.fold_in(key, 1), in_shape)
+    opt = optim.get(args.optimizer, args.lr)
+    print(f"dlkit {dlkit.__version__}: {args.model} on {args.dataset} "
+          f"({len(xtr)} train / {len(xva)} val / {len(xte)} test), "
+          f"{tree.size(params):,} params, {args.optimizer} lr={args.lr}, "
+          f"batch {args.batch_size}, seed {args.seed}")
+    t0 = time.perf_counter()
+    result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
+                       epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
+                       val=(xva, yva), checkpoint_dir=out / "checkpoints",
+                       checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
+                       progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    test_loss, test_acc, pred = train.evaluate(model, result.params, xte, yte, prepare=prepare)
+    names = data.CLASS_NAMES[args.dataset]
+    print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {args.epochs} epochs, "
+          f"{seconds:.1f} s of training\n")
+    print(metrics.classification_report(yte, pred, names))
+    out.mkdir(parents=True, exist_ok=True)
+    summary = dict(vars(args), test_accuracy=test_acc, test_loss=test_loss,
+                   train_seconds=seconds, history=result.history,
+                   params_sha256=tree.digest(result.params))
+    tmp = out / "history.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "history.json")
+    if not args.no_plots:
+        from dlkit import plot
+        plot.learning_curves(result.history, out / "learning_curve.png",
+                             title=f"{args.model} on {args.dataset}")
+        plot.confusion_matrix(metrics.confusion_matrix(yte, pred, len(names)), names,
+                              out / "confusion_matrix.png")
+    print(f"\nwrote {out}/: checkpoints/, history.json"
+          + ("" if args.no_plots else ", learning_curve.png, confusion_matrix.png"))
+    return test_acc
+
+
+if __name__ == "__main__":
+    main()
