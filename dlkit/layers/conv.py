@@ -1,0 +1,309 @@
+"""Convolution and pooling layers over NCHW images (kernels: kernels.cpu.conv, kernels.cpu.pool).
+
+    Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, activation=None,
+           use_bias=True, W_init="he_uniform", b_init="zeros", algorithm="auto")
+        x (N, C, H, W) -> y (N, filters, OH, OW);  params W (filters, C/groups, KH, KW), b (filters,)
+    MaxPool2D(pool_size=2, stride=None, padding=0)
+    AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True)
+        x (N, C, H, W) -> y (N, C, OH, OW);  no params
+    GlobalAvgPool2D()
+        x (N, C, H, W) -> y (N, C), the mean over H and W;  no params
+
+Sizes (kernel_size, stride, dilation, pool_size, padding) are an int or an (h, w) pair.
+Conv2D padding may also be "valid" (none), "same" or explicit ((top, bottom), (left, right)).
+"same" pads so that OH = ceil(H / stride) (TensorFlow's rule; at stride 1, OH = H and the same
+padding as PyTorch's padding="same"): the total padding along an axis is
+max((OH-1)*stride + dilation*(K-1) + 1 - H, 0), half of it on the top/left and the rest (one
+more when odd) on the bottom/right.  Output size along an axis:
+OH = (H + pad_top + pad_bottom - dilation*(K-1) - 1) // stride + 1, as in PyTorch.
+
+Conv2D's ``activation`` (None, "relu", "sigmoid", "tanh") is fused into the kernel; its default
+initialiser is He (uniform), suited to ReLU networks, with fan_in = C/groups*KH*KW.
+``algorithm`` is "auto" (the kernels' per-shape choice, see kernels.cpu.conv), "direct" (stride
+1 only) or "im2col".
+
+Pooling padding is at most half the window (as in PyTorch), so every window holds an input
+element.  Max pooling keeps the argmax for its backward; ties go to the first maximum in
+row-major order within the window, and NaNs propagate.  Average pooling divides by KH*KW when
+``count_include_pad`` (PyTorch's default) and by the number of input elements in the window
+otherwise.
+
+Every forward checks its input and params on the host and raises ValueError/TypeError saying
+what was expected and what was received before any kernel runs.
+"""
+import numpy as np
+
+from kernels.cpu import conv as KC
+from kernels.cpu import pool as KP
+
+from .. import _check as chk
+from .. import init as initializers
+from ..random import split
+from .base import Layer
+
+_ACTS = {None: KC.ACT_NONE, "linear": KC.ACT_NONE, "relu": KC.ACT_RELU,
+         "sigmoid": KC.ACT_SIGMOID, "tanh": KC.ACT_TANH}
+_ALGOS = {"auto": -1, **KC.ALGORITHMS}
+
+
+# ------------------------------------------------------------------------- argument parsing
+
+def _pair(v, what, minimum):
+    """An int or a pair of ints, each >= minimum, as a tuple (h, w)."""
+    vals = v if isinstance(v, (tuple, list)) else (v, v)
+    if (len(vals) != 2 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+                                  for a in vals)):
+        raise ValueError(f"{what}: expected an int or a pair of ints (h, w), got {v!r}")
+    if min(vals) < minimum:
+        raise ValueError(f"{what}: expected values >= {minimum}, got {v!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def _padding(p, what):
+    """Parsed padding: "same", or ((top, bottom), (left, right)) of non-negative ints."""
+    if isinstance(p, str):
+        if p == "valid":
+            return ((0, 0), (0, 0))
+        if p == "same":
+            return "same"
+        raise ValueError(f'{what}: padding must be an int, a pair, "valid" or "same", got {p!r}')
+    if (isinstance(p, (tuple, list)) and len(p) == 2
+            and all(isinstance(a, (tuple, list)) for a in p)):
+        t, b = _pair(tuple(p[0]), f"{what} (top, bottom) padding", 0)
+        l, r = _pair(tuple(p[1]), f"{what} (left, right) padding", 0)
+        return ((t, b), (l, r))
+    ph, pw = _pair(p, f"{what} padding", 0)
+    return ((ph, ph), (pw, pw))
+
+
+def _same_pad(n, k, s, d):
+    out = -(-n // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def _resolve(pad, H, W, k, s, d):
+    if pad == "same":
+        return _same_pad(H, k[0], s[0], d[0]), _same_pad(W, k[1], s[1], d[1])
+    return pad
+
+
+def _out_size(n, k, s, p0, p1, d):
+    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _image_shape(in_shape, what):
+    if len(in_shape) != 3:
+        raise ValueError(f"{what}: expected an input shape (C, H, W) (NCHW images without the "
+                         f"batch axis), got {tuple(in_shape)}")
+    shape = tuple(int(v) for v in in_shape)
+    if min(shape) < 1:
+        raise ValueError(f"{what}: expected a non-empty input shape (C, H, W), got {shape}")
+    return shape
+
+
+def _check_image(x, what):
+    x = chk.floating(x, f"{what} input")
+    chk.ndim(x, 4, f"{what} input", "N, C, H, W")
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"{what}: expected non-empty images (C, H, W >= 1), got "
+                         f"x.shape={x.shape}")
+    return x
+
+
+def _grad_like(dy, y, what):
+    dy = chk.floating(dy, f"{what} backward dy")
+    if dy.shape != y.shape or dy.dtype != y.dtype:
+        raise ValueError(f"{what} backward: dy must match the forward output "
+                         f"{y.shape} {y.dtype}, got {dy.shape} {dy.dtype}")
+    return dy
+
+
+# ---------------------------------------------------------------------------------- Conv2D
+
+def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, activation=None,
+           use_bias=True, W_init="he_uniform", b_init="zeros", algorithm="auto"):
+    """2-D convolution (cross-correlation, as in PyTorch) with a fused activation; see the
+    module docstring."""
+    filters = chk.positive_int(filters, "Conv2D filters")
+    k = _pair(kernel_size, "Conv2D kernel_size", 1)
+    s = _pair(stride, "Conv2D stride", 1)
+    d = _pair(dilation, "Conv2D dilation", 1)
+    groups = chk.positive_int(groups, "Conv2D groups")
+    pad = _padding(padding, "Conv2D")
+    if activation not in _ACTS:
+        raise ValueError(f"Conv2D: activation must be one of {list(_ACTS)}, got {activation!r}")
+    if algorithm not in _ALGOS:
+        raise ValueError(f"Conv2D: algorithm must be one of {list(_ALGOS)}, got {algorithm!r}")
+    if algorithm == "direct" and s != (1, 1):
+        raise ValueError(f"Conv2D: the direct algorithm needs stride 1, got stride {s}; use "
+                         f'algorithm="im2col" or "auto"')
+    if filters % groups:
+        raise ValueError(f"Conv2D: filters ({filters}) must be divisible by groups ({groups})")
+    act, algo = _ACTS[activation], _ALGOS[algorithm]
+    w_init, b_init_ = initializers.get(W_init), initializers.get(b_init)
+    names = ("W", "b") if use_bias else ("W",)
+    what = f"Conv2D({filters}, {k})"
+
+    def geometry(C, H, W):
+        """Resolved padding and output size for an input (C, H, W); raises on a bad shape."""
+        if C % groups:
+            raise ValueError(f"{what}: input channels ({C}) must be divisible by groups "
+                             f"({groups})")
+        (pt, pb), (pl, pr) = _resolve(pad, H, W, k, s, d)
+        OH = _out_size(H, k[0], s[0], pt, pb, d[0])
+        OW = _out_size(W, k[1], s[1], pl, pr, d[1])
+        if OH < 1 or OW < 1:
+            ek = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+            raise ValueError(f"{what}: kernel {k} (extent {ek} with dilation {d}) is larger "
+                             f"than the padded input {(H + pt + pb, W + pl + pr)} (input "
+                             f"{(H, W)}, padding ((top, bottom), (left, right)) = "
+                             f"{((pt, pb), (pl, pr))}); the output would be empty")
+        return pt, pl, OH, OW
+
+    def init(key, in_shape, dtype=np.float32):
+        C, H, W = _image_shape(in_shape, what)
+        _, _, OH, OW = geometry(C, H, W)
+        kw, kb = split(key)
+        params = {"W": w_init(kw, (filters, C // groups) + k, dtype)}
+        if use_bias:
+            params["b"] = b_init_(kb, (filters,), dtype)
+        return (filters, OH, OW), params
+
+    def forward(params, x, *, key=None, train=False):
+        chk.params(params, names, what)
+        Wt = params["W"]
+        x = _check_image(x, what)
+        N, C, H, Wd = x.shape
+        if Wt.ndim != 4 or Wt.shape[0] != filters or tuple(Wt.shape[2:]) != k:
+            raise ValueError(f"{what}: expected W of shape ({filters}, C_in/groups, {k[0]}, "
+                             f"{k[1]}), got W{Wt.shape}")
+        if C != Wt.shape[1] * groups:
+            raise ValueError(f"{what}: input has {C} channels, but W expects "
+                             f"{Wt.shape[1] * groups} (W.shape={Wt.shape}, groups={groups}, "
+                             f"x.shape={x.shape})")
+        if use_bias:
+            b = params["b"]
+            if b.shape != (filters,):
+                raise ValueError(f"{what}: expected b of shape ({filters},), got b{b.shape}")
+            chk.same_dtype(what, x=x, W=Wt, b=b)
+            b = np.ascontiguousarray(b)
+        else:
+            chk.same_dtype(what, x=x, W=Wt)
+            b = np.zeros(filters, x.dtype)
+        pt, pl, OH, OW = geometry(C, H, Wd)
+        Wt = np.ascontiguousarray(Wt)
+        y = KC.conv2d_forward(x, Wt, b, s[0], s[1], pt, pl, d[0], d[1], groups, OH, OW, act,
+                              algo)
+        return y, (x, y, pt, pl)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        x, y, pt, pl = cache
+        dy = _grad_like(dy, y, what)
+        dx, dW, db = KC.conv2d_backward(x, np.ascontiguousarray(params["W"]), y, dy, s[0], s[1],
+                                        pt, pl, d[0], d[1], groups, act, bool(need_dx), algo)
+        grads = {"W": dW, "b": db} if use_bias else {"W": dW}
+        return (dx if need_dx else None), grads
+
+    return Layer(init, forward, backward)
+
+
+# --------------------------------------------------------------------------------- pooling
+
+def _pool_geometry(what, H, W, k, s, p):
+    OH = (H + 2 * p[0] - k[0]) // s[0] + 1
+    OW = (W + 2 * p[1] - k[1]) // s[1] + 1
+    if k[0] > H + 2 * p[0] or k[1] > W + 2 * p[1]:
+        raise ValueError(f"{what}: pooling window {k} is larger than the input {(H, W)} "
+                         f"(padded: {(H + 2 * p[0], W + 2 * p[1])}); the output would be empty")
+    return OH, OW
+
+
+def _pool_args(name, pool_size, stride, padding):
+    k = _pair(pool_size, f"{name} pool_size", 1)
+    s = k if stride is None else _pair(stride, f"{name} stride", 1)
+    if isinstance(padding, str):
+        raise ValueError(f"{name}: padding must be an int or a pair of ints, got {padding!r}")
+    p = _pair(padding, f"{name} padding", 0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{name}: padding {p} must be at most half the window {k}, i.e. "
+                         f"<= {(k[0] // 2, k[1] // 2)}")
+    return k, s, p
+
+
+def _pool(name, pool_size, stride, padding, fwd, bwd):
+    k, s, p = _pool_args(name, pool_size, stride, padding)
+    what = f"{name}({k})"
+
+    def init(key, in_shape, dtype=np.float32):
+        C, H, W = _image_shape(in_shape, what)
+        return (C,) + _pool_geometry(what, H, W, k, s, p), {}
+
+    def forward(params, x, *, key=None, train=False):
+        chk.params(params, (), what)
+        x = _check_image(x, what)
+        OH, OW = _pool_geometry(what, x.shape[2], x.shape[3], k, s, p)
+        y, aux = fwd(x, k, s, p, OH, OW)
+        return y, (x.shape, y, aux)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        shape, y, aux = cache
+        dy = _grad_like(dy, y, what)
+        return bwd(dy, aux, k, s, p, shape[2], shape[3]), {}
+
+    return Layer(init, forward, backward)
+
+
+def MaxPool2D(pool_size=2, stride=None, padding=0):
+    """Max pooling (stride defaults to pool_size); keeps the argmax (first maximum in
+    row-major order on ties) for the backward."""
+
+    def fwd(x, k, s, p, OH, OW):
+        idx = np.uint8 if k[0] * k[1] <= 256 else np.int32
+        arg = np.empty((x.shape[0], x.shape[1], OH, OW), dtype=idx)
+        y = KP.maxpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, arg)
+        return y, arg
+
+    def bwd(dy, arg, k, s, p, H, W):
+        return KP.maxpool2d_backward(dy, arg, k[0], k[1], s[0], s[1], p[0], p[1], H, W)
+
+    return _pool("MaxPool2D", pool_size, stride, padding, fwd, bwd)
+
+
+def AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True):
+    """Average pooling (stride defaults to pool_size); padded zeros count towards the divisor
+    when ``count_include_pad`` (PyTorch's default)."""
+    cip = bool(count_include_pad)
+
+    def fwd(x, k, s, p, OH, OW):
+        return KP.avgpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, cip), None
+
+    def bwd(dy, _, k, s, p, H, W):
+        return KP.avgpool2d_backward(dy, k[0], k[1], s[0], s[1], p[0], p[1], H, W, cip)
+
+    return _pool("AvgPool2D", pool_size, stride, padding, fwd, bwd)
+
+
+def GlobalAvgPool2D():
+    """x (N, C, H, W) -> (N, C): the mean of each channel's plane."""
+    what = "GlobalAvgPool2D"
+
+    def init(key, in_shape, dtype=np.float32):
+        C, H, W = _image_shape(in_shape, what)
+        return (C,), {}
+
+    def forward(params, x, *, key=None, train=False):
+        chk.params(params, (), what)
+        x = _check_image(x, what)
+        y = KP.global_avgpool2d_forward(x)
+        return y, (x.shape, y)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        shape, y = cache
+        dy = _grad_like(dy, y, what)
+        return KP.global_avgpool2d_backward(dy, shape[2], shape[3]), {}
+
+    return Layer(init, forward, backward)
+
+
+__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"]
