@@ -3,3 +3,4 @@ as L``).  See ``dlkit.layers.base`` for the contract every layer follows."""
 from .base import Layer  # noqa: F401
 from .core import (Dense, Dropout, Flatten, LeakyRelu, LogSoftmax, Relu, Sigmoid,  # noqa: F401
                    Softmax, Tanh)
+from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: F401
