@@ -1,0 +1,766 @@
+"""Recurrent layers over whole sequences: simple RNN, LSTM and GRU, forward and full BPTT.
+
+Shapes (B batch, T time, I input features, H hidden units, G gates):
+
+    x (B, T, I)            inputs, batch-major as in PyTorch's batch_first=True
+    W (I, G*H)             input weights; the input GEMM covers all time steps at once
+    U (H, G*H)             recurrent weights; one recurrent GEMM per step
+    b (G*H,)               bias (PyTorch's b_ih + b_hh; the GRU keeps both, see below)
+    h0 (B, H), c0 (B, H)   initial state; hT, cT (B, H) final state
+    t0, t1 (B,) int64      step t of sequence n is *valid* iff t0[n] <= t < t1[n]:
+                           post-padding is t0 = 0, t1 = length; pre-padding t0 = T - length,
+                           t1 = T.  At invalid steps the state passes through unchanged, the
+                           output is 0, and no gradient reaches the input or the weights.
+    reverse (bool)         process t = T-1 .. 0 (the backward half of a Bidirectional layer);
+                           outputs stay at their time positions.
+    y (B, T, H)            output h_t at every step (0 at invalid steps)
+
+Cells (PyTorch's formulations, so weights carry over element by element; PyTorch stores
+weight_ih as (G*H, I) and weight_hh as (G*H, H): W = weight_ih.T, U = weight_hh.T):
+
+    RNN  (G=1)  h = act(x W + h U + b),  act tanh (ACT_TANH) or relu (ACT_RELU)
+    LSTM (G=4)  gate order i, f, g, o:  [a_i a_f a_g a_o] = x W + h U + b
+                i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o)      (s: sigmoid)
+                c' = f c + i g,  h' = o tanh(c')
+    GRU  (G=3)  gate order r, z, n; b the input bias b_ih, bh (3H,) the recurrent bias b_hh:
+                [a_r a_z a_n] = x W + b,   [u_r u_z u_n] = h U + bh
+                r = s(a_r + u_r), z = s(a_z + u_z), n = tanh(a_n + r u_n)
+                h' = (1 - z) n + z h
+
+Work split: the batch is cut into a fixed number of row blocks (``_n_blocks``: 64 rows a
+block, but two blocks from 32 rows on, at most 16; it depends on B only).  Batch rows are
+independent in a recurrence, so each block runs its whole sequence inside one ``prange``
+iteration with no synchronisation between steps: one input GEMM over all its time steps, then
+per step one recurrent GEMM (BLAS, on contiguous rows) followed by the fused gate pass.  The
+backward runs the same blocks in reverse time, then each block forms its partial weight
+gradients with one GEMM each over all its steps and its input gradient with one more; the
+partials are summed over blocks in a fixed order.  Results are therefore bit-identical across
+runs and thread counts.
+
+Cache layout (arrays the forward returns for the backward; never modified by the backward):
+block k owning batch rows [b0, b1) (nb = b1 - b0) stores step-major rows, processing step
+s (s-th step in processing order) of its row b0 + r at
+
+    xs, acts:   row b0*T + s*nb + r             (B*T rows)
+    hs, cs:     row b0*(T+1) + s*nb + r         (B*(T+1) rows; s = 0 is the initial state,
+                                                 s + 1 the state after step s)
+
+so each block's rows of one step are contiguous (what the per-step GEMM needs) and each
+block's whole history is one contiguous matrix (what the weight-gradient GEMMs need).
+
+Transcendentals: float32 uses vectorisable sigmoid/tanh (Cephes-style exp with a bit-cast
+power of two; Cephes' tanhf polynomial near 0), within 2 ulp-ish of libm; LLVM turns the
+gate loops into AVX code.  float64 (gradient checks) uses libm.
+
+Denormals: every parallel iteration sets FTZ|DAZ in its thread's MXCSR on entry and restores
+the caller's value on exit (x86; elsewhere a no-op).  Gradients that decay through hundreds of
+steps (dc *= f) and tiny gate derivatives otherwise produce subnormal floats whose every
+operation costs ~100 cycles (PyTorch's remedy is ``torch.set_flush_denormal(True)``).  The
+caller's own floating-point state is untouched.
+"""
+import platform
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+ACT_TANH, ACT_RELU = 0, 1
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+_FTZ_DAZ = 0x8040
+
+
+# ------------------------------------------------------------------ floating-point environment
+def _mxcsr_fns(builder):
+    fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
+    st = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr")
+    ld = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr")
+    return st, ld
+
+
+@intrinsic
+def _ftz_enter(typingctx):
+    """Set flush-to-zero and denormals-are-zero; return the previous MXCSR (0 off x86)."""
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        if not _X86:
+            return ir.Constant(i32, 0)
+        slot = cgutils.alloca_once(builder, i32)
+        ptr = builder.bitcast(slot, ir.IntType(8).as_pointer())
+        st, ld = _mxcsr_fns(builder)
+        builder.call(st, [ptr])
+        old = builder.load(slot)
+        builder.store(builder.or_(old, ir.Constant(i32, _FTZ_DAZ)), slot)
+        builder.call(ld, [ptr])
+        return old
+    return types.uint32(), codegen
+
+
+@intrinsic
+def _ftz_exit(typingctx, old):
+    """Restore the MXCSR value returned by _ftz_enter."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            slot = cgutils.alloca_once(builder, ir.IntType(32))
+            builder.store(args[0], slot)
+            _, ld = _mxcsr_fns(builder)
+            builder.call(ld, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
+        return context.get_dummy_value()
+    return types.none(types.uint32), codegen
+
+
+# ------------------------------------------------------------------ vectorisable float32 math
+# error_model="numpy": float division without Python's zero check (which blocks vectorising);
+# fastmath only with flags that keep NaN/Inf semantics (DESIGN.md).
+_EM = {"error_model": "numpy", "fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"}}
+
+
+@intrinsic
+def _f32_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@njit(cache=True, **_EM)
+def _exp32(x):
+    """e^x for float32 x in [-87, 88] (callers clamp): Cephes expf, 2^n by bit-cast."""
+    fx = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - fx * np.float32(0.693359375) + fx * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + np.float32(1.0)
+    n = np.int32(fx)
+    return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
+
+
+@njit(cache=True, **_EM)
+def _sigmoid32(x):
+    z = min(max(x, np.float32(-80.0)), np.float32(80.0))
+    return np.float32(1.0) / (np.float32(1.0) + _exp32(-z))
+
+
+@njit(cache=True, **_EM)
+def _tanh32(x):
+    """Cephes tanhf: an odd polynomial below |x| = 0.625, 1 - 2 / (e^2|x| + 1) above."""
+    a = abs(x)
+    e = _exp32(min(a + a, np.float32(40.0)))
+    big = np.float32(1.0) - np.float32(2.0) / (e + np.float32(1.0))
+    z = x * x
+    p = np.float32(-5.70498872745e-3)
+    p = p * z + np.float32(2.06390887954e-2)
+    p = p * z - np.float32(5.37397155531e-2)
+    p = p * z + np.float32(1.33314422036e-1)
+    p = p * z - np.float32(3.33332819422e-1)
+    small = p * z * a + a
+    t = small if a < np.float32(0.625) else big
+    return t if x >= 0 else -t
+
+
+def _sigmoid(x):  # pragma: no cover - replaced by the overload below inside njit code
+    return 1 / (1 + np.exp(-x))
+
+
+def _tanh(x):  # pragma: no cover
+    return np.tanh(x)
+
+
+@overload(_sigmoid, jit_options=_EM)
+def _ov_sigmoid(x):
+    if x == types.float32:
+        return lambda x: _sigmoid32(x)
+    return lambda x: 1 / (1 + np.exp(-x))
+
+
+@overload(_tanh, jit_options=_EM)
+def _ov_tanh(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: np.tanh(x)
+
+
+@njit(cache=True)
+def sigmoid(x):
+    """The kernels' sigmoid over a 1-D array (for tests of the float32 approximation)."""
+    y = np.empty_like(x)
+    for i in range(x.shape[0]):
+        y[i] = _sigmoid(x[i])
+    return y
+
+
+@njit(cache=True)
+def tanh(x):
+    """The kernels' tanh over a 1-D array (for tests of the float32 approximation)."""
+    y = np.empty_like(x)
+    for i in range(x.shape[0]):
+        y[i] = _tanh(x[i])
+    return y
+
+
+# ------------------------------------------------------------------ shared plumbing
+@njit(cache=True)
+def _n_blocks(B):
+    """Batch row blocks: 64 rows a block, at least two blocks from 32 rows on, at most 16."""
+    return max(1, min(16, max(min(2, B // 16), B // 64)))
+
+
+@njit(cache=True)
+def _bounds(k, B, nblk):
+    return k * B // nblk, (k + 1) * B // nblk
+
+
+@njit(cache=True)
+def _time(s, T, reverse):
+    return T - 1 - s if reverse else s
+
+
+@njit(cache=True)
+def _gather_steps(x, b0, b1, reverse, xs):
+    """xs[b0*T + s*nb + r] = x[b0 + r, t(s)]: a block's inputs in processing order."""
+    T, nb = x.shape[1], b1 - b0
+    base = b0 * T
+    for s in range(T):
+        t = _time(s, T, reverse)
+        for r in range(nb):
+            xs[base + s * nb + r, :] = x[b0 + r, t, :]
+
+
+@njit(cache=True)
+def _scatter_steps(d, b0, b1, T, reverse, dx):
+    """Inverse of _gather_steps for a block: dx[b0 + r, t(s)] = d[s*nb + r] (d block-local)."""
+    nb = b1 - b0
+    for s in range(T):
+        t = _time(s, T, reverse)
+        for r in range(nb):
+            dx[b0 + r, t, :] = d[s * nb + r, :]
+
+
+@njit(cache=True)
+def _colsum(a, out):
+    """out[j] = sum_i a[i, j] (fixed order)."""
+    for j in range(out.shape[0]):
+        out[j] = 0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[j] += a[i, j]
+
+
+@njit(parallel=True, cache=True)
+def _sum_blocks(parts):
+    """parts (nblk, R, C) -> (R, C), summed over blocks in order; parallel over rows."""
+    nblk, R, C = parts.shape
+    out = np.empty((R, C), dtype=parts.dtype)
+    nc = max(1, min(16, R * C // 8192))
+    for c in prange(nc):
+        for i in range(c * R // nc, (c + 1) * R // nc):
+            for j in range(C):
+                acc = parts[0, i, j]
+                for k in range(1, nblk):
+                    acc += parts[k, i, j]
+                out[i, j] = acc
+    return out
+
+
+@njit(cache=True)
+def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, dW, dU, db, dbh, dxs):
+    """One block's share: dW = xs^T dA, dU = hprev^T dR, db = colsum dA, dbh = colsum dR,
+    dxs = dA W^T (skipped when dxs has no rows)."""
+    np.dot(xs_blk.T, dA, dW)
+    np.dot(hprev_blk.T, dR, dU)
+    _colsum(dA, db)
+    if dbh.shape[0] > 0:
+        _colsum(dR, dbh)
+    if dxs.shape[0] > 0:
+        np.dot(dA, W.T, dxs)
+
+
+# ------------------------------------------------------------------ per-row gate passes
+# Each helper works on one batch row's 1-D views, with every loop running j over range(n) of
+# the views it indexes: simple loops that LLVM vectorises (numba's negative-index wraparound
+# and aliasing checks defeat vectorisation in loops that index 2-D arrays at offsets).
+
+
+@njit(cache=True, **_EM)
+def _add_sigmoid(v, u, b):
+    """v = sigmoid(v + u + b), in place."""
+    for j in range(v.shape[0]):
+        v[j] = _sigmoid(v[j] + u[j] + b[j])
+
+
+@njit(cache=True, **_EM)
+def _add_tanh(v, u, b):
+    """v = tanh(v + u + b), in place."""
+    for j in range(v.shape[0]):
+        v[j] = _tanh(v[j] + u[j] + b[j])
+
+
+@njit(cache=True, **_EM)
+def _copy_row(src, dst):
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(cache=True, **_EM)
+def _zero_row(dst):
+    for j in range(dst.shape[0]):
+        dst[j] = 0
+
+
+@njit(cache=True, **_EM)
+def _grad_in(dh, dy, has_dy, g):
+    """g = dh + dy (dy ignored unless has_dy)."""
+    if has_dy:
+        for j in range(g.shape[0]):
+            g[j] = dh[j] + dy[j]
+    else:
+        for j in range(g.shape[0]):
+            g[j] = dh[j]
+
+
+@njit(cache=True, **_EM)
+def _rnn_row(z, u, b, act, hc, yr):
+    """hc = yr = act(z + u + b)."""
+    if act == ACT_RELU:
+        for j in range(hc.shape[0]):
+            v = z[j] + u[j] + b[j]
+            v = max(v, v * 0)
+            hc[j] = v
+            yr[j] = v
+    else:
+        for j in range(hc.shape[0]):
+            v = _tanh(z[j] + u[j] + b[j])
+            hc[j] = v
+            yr[j] = v
+
+
+@njit(cache=True, **_EM)
+def _rnn_row_back(g, hc, act, dz):
+    """dz = g * act'(.) given the output hc."""
+    if act == ACT_RELU:
+        for j in range(dz.shape[0]):
+            dz[j] = g[j] if hc[j] > 0 else g[j] * 0
+    else:
+        for j in range(dz.shape[0]):
+            dz[j] = g[j] * (1 - hc[j] * hc[j])
+
+
+@njit(cache=True, **_EM)
+def _lstm_row(a, u, b, cp, cc, hc, yr):
+    """a: x W of one row (4H) -> i f g o in place; cc = f cp + i g; hc = yr = o tanh(cc)."""
+    H = cc.shape[0]
+    _add_sigmoid(a[:2 * H], u[:2 * H], b[:2 * H])
+    _add_tanh(a[2 * H:3 * H], u[2 * H:3 * H], b[2 * H:3 * H])
+    _add_sigmoid(a[3 * H:], u[3 * H:], b[3 * H:])
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    for j in range(H):
+        cc[j] = af[j] * cp[j] + ai[j] * ag[j]
+    for j in range(H):
+        v = ao[j] * _tanh(cc[j])
+        hc[j] = v
+        yr[j] = v
+
+
+@njit(cache=True, **_EM)
+def _lstm_row_back(g, a, cp, cc, dc, d):
+    """One row of the LSTM backward at a valid step.  g = dL/dh_t (H), a = i f g o (4H),
+    cp, cc = c_{t-1}, c_t, dc = dL/dc_t from later steps (updated in place to dL/dc_{t-1}),
+    d (4H) <- dL/d(pre-activations)."""
+    H = cc.shape[0]
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    di, df, dg, do = d[:H], d[H:2 * H], d[2 * H:3 * H], d[3 * H:]
+    for j in range(H):
+        tc = _tanh(cc[j])
+        o = ao[j]
+        dc[j] = dc[j] + g[j] * o * (1 - tc * tc)
+        do[j] = g[j] * tc * o * (1 - o)
+    for j in range(H):
+        i, gg = ai[j], ag[j]
+        di[j] = dc[j] * gg * i * (1 - i)
+        dg[j] = dc[j] * i * (1 - gg * gg)
+    for j in range(H):
+        f = af[j]
+        df[j] = dc[j] * cp[j] * f * (1 - f)
+        dc[j] = dc[j] * f
+
+
+@njit(cache=True, **_EM)
+def _gru_row(a, u, b, bh, hp, unr, hc, yr):
+    """a: x W of one row (3H) -> r z n in place; unr = u_n + bh_n; hc = yr = new state."""
+    H = hp.shape[0]
+    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+    ur, uz, un_ = u[:H], u[H:2 * H], u[2 * H:]
+    br, bz, bn = b[:H], b[H:2 * H], b[2 * H:]
+    hr, hz, hn = bh[:H], bh[H:2 * H], bh[2 * H:]
+    for j in range(H):
+        ar[j] = _sigmoid(ar[j] + br[j] + ur[j] + hr[j])
+    for j in range(H):
+        az[j] = _sigmoid(az[j] + bz[j] + uz[j] + hz[j])
+    for j in range(H):
+        unr[j] = un_[j] + hn[j]
+    for j in range(H):
+        an[j] = _tanh(an[j] + bn[j] + ar[j] * unr[j])
+    for j in range(H):
+        n = an[j]
+        v = n + az[j] * (hp[j] - n)
+        hc[j] = v
+        yr[j] = v
+
+
+@njit(cache=True, **_EM)
+def _gru_row_back(g, a, unr, hp, da, dr, direct):
+    """One row of the GRU backward at a valid step.  g = dL/dh_t (H), a = r z n (3H),
+    unr = h U + bh (n part), hp = h_{t-1}; -> da = dL/d(x W + b) (3H), dr = dL/d(h U + bh)
+    (3H), direct = dL/dh_{t-1} through z h_{t-1}."""
+    H = hp.shape[0]
+    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+    dar, daz, dan = da[:H], da[H:2 * H], da[2 * H:]
+    drr, drz, drn = dr[:H], dr[H:2 * H], dr[2 * H:]
+    for j in range(H):
+        z, n = az[j], an[j]
+        dan[j] = g[j] * (1 - z) * (1 - n * n)
+        direct[j] = g[j] * z
+    for j in range(H):
+        z = az[j]
+        v = g[j] * (hp[j] - an[j]) * z * (1 - z)
+        daz[j] = v
+        drz[j] = v
+    for j in range(H):
+        r = ar[j]
+        v = dan[j] * unr[j] * r * (1 - r)
+        dar[j] = v
+        drr[j] = v
+        drn[j] = dan[j] * r
+
+
+@njit(cache=True)
+def _valid(t0, t1, n, t):
+    return t0[n] <= t and t < t1[n]
+
+
+# ------------------------------------------------------------------ simple RNN
+@njit(parallel=True, cache=True)
+def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
+    """Simple RNN over a whole sequence.
+
+    x (B, T, I), W (I, H), U (H, H), b (H,), h0 (B, H), t0/t1 (B,) int64, reverse, act
+    -> y (B, T, H), hT (B, H), xs (B*T, I), hs (B*(T+1), H)   (xs, hs: the cache)
+    """
+    B, T, I = x.shape
+    H = U.shape[0]
+    dt = x.dtype
+    y = np.empty((B, T, H), dtype=dt)
+    hT = np.empty((B, H), dtype=dt)
+    xs = np.empty((B * T, I), dtype=dt)
+    hs = np.empty((B * (T + 1), H), dtype=dt)
+    nblk = _n_blocks(B)
+    for k in prange(nblk):
+        old = _ftz_enter()
+        b0, b1 = _bounds(k, B, nblk)
+        nb = b1 - b0
+        xb, hb = b0 * T, b0 * (T + 1)
+        _gather_steps(x, b0, b1, reverse, xs)
+        z = np.empty((nb * T, H), dtype=dt)
+        np.dot(xs[xb:xb + nb * T], W, z)                            # input GEMM, all steps
+        tmp = np.empty((nb, H), dtype=dt)
+        hs[hb:hb + nb] = h0[b0:b1]
+        for s in range(T):
+            t = _time(s, T, reverse)
+            cur = hb + (s + 1) * nb
+            np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
+            for r in range(nb):
+                n = b0 + r
+                if _valid(t0, t1, n, t):
+                    _rnn_row(z[s * nb + r], tmp[r], b, act, hs[cur + r], y[n, t])
+                else:
+                    _copy_row(hs[cur - nb + r], hs[cur + r])
+                    _zero_row(y[n, t])
+        hT[b0:b1] = hs[hb + T * nb:hb + (T + 1) * nb]
+        _ftz_exit(old)
+    return y, hT, xs, hs
+
+
+@njit(parallel=True, cache=True)
+def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
+    """Gradients of rnn_forward (full BPTT).
+
+    W, U, t0, t1, reverse, act as given to the forward; xs, hs its cache;
+    dy (B, T, H) = dL/dy, or an array of shape (B, 0, H) when only the final state is used;
+    dhT (B, H) = dL/dhT.
+    -> dx (B, T, I) ((0, T, I) unless need_dx), dW (I, H), dU (H, H), db (H,), dh0 (B, H)
+    """
+    B, H = dhT.shape
+    T = xs.shape[0] // B
+    I = W.shape[0]
+    dt = xs.dtype
+    has_dy = dy.shape[1] > 0
+    nblk = _n_blocks(B)
+    dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
+    dh0 = np.empty((B, H), dtype=dt)
+    pW = np.empty((nblk, I, H), dtype=dt)
+    pU = np.empty((nblk, H, H), dtype=dt)
+    pb = np.empty((nblk, 1, H), dtype=dt)
+    for k in prange(nblk):
+        old = _ftz_enter()
+        b0, b1 = _bounds(k, B, nblk)
+        nb = b1 - b0
+        xb, hb = b0 * T, b0 * (T + 1)
+        dZ = np.empty((nb * T, H), dtype=dt)
+        dh = dhT[b0:b1].copy()
+        tmp = np.empty((nb, H), dtype=dt)
+        g = np.empty(H, dtype=dt)
+        for s in range(T - 1, -1, -1):
+            t = _time(s, T, reverse)
+            cur = hb + (s + 1) * nb
+            for r in range(nb):
+                n = b0 + r
+                if _valid(t0, t1, n, t):
+                    _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                    _rnn_row_back(g, hs[cur + r], act, dZ[s * nb + r])
+                else:
+                    _zero_row(dZ[s * nb + r])
+            np.dot(dZ[s * nb:(s + 1) * nb], U.T, tmp)               # recurrent GEMM
+            for r in range(nb):
+                if _valid(t0, t1, b0 + r, t):
+                    _copy_row(tmp[r], dh[r])
+        dh0[b0:b1] = dh
+        dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
+        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dZ, dZ, W, pW[k], pU[k],
+                           pb[k, 0], pb[k, 0, :0], dxs)
+        if need_dx:
+            _scatter_steps(dxs, b0, b1, T, reverse, dx)
+        _ftz_exit(old)
+    return dx, _sum_blocks(pW), _sum_blocks(pU), _sum_blocks(pb)[0], dh0
+
+
+# ------------------------------------------------------------------ LSTM
+@njit(parallel=True, cache=True)
+def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
+    """LSTM over a whole sequence (gate order i, f, g, o).
+
+    x (B, T, I), W (I, 4H), U (H, 4H), b (4H,), h0 (B, H), c0 (B, H), t0/t1 (B,) int64
+    -> y (B, T, H), hT (B, H), cT (B, H),
+       xs (B*T, I), acts (B*T, 4H) [i f g o after their nonlinearities; 0 at invalid steps],
+       hs (B*(T+1), H), cs (B*(T+1), H)                       (the cache)
+    """
+    B, T, I = x.shape
+    H = U.shape[0]
+    G = 4 * H
+    dt = x.dtype
+    y = np.empty((B, T, H), dtype=dt)
+    hT = np.empty((B, H), dtype=dt)
+    cT = np.empty((B, H), dtype=dt)
+    xs = np.empty((B * T, I), dtype=dt)
+    acts = np.empty((B * T, G), dtype=dt)
+    hs = np.empty((B * (T + 1), H), dtype=dt)
+    cs = np.empty((B * (T + 1), H), dtype=dt)
+    nblk = _n_blocks(B)
+    for k in prange(nblk):
+        old = _ftz_enter()
+        b0, b1 = _bounds(k, B, nblk)
+        nb = b1 - b0
+        xb, hb = b0 * T, b0 * (T + 1)
+        _gather_steps(x, b0, b1, reverse, xs)
+        np.dot(xs[xb:xb + nb * T], W, acts[xb:xb + nb * T])         # input GEMM, all steps
+        tmp = np.empty((nb, G), dtype=dt)
+        hs[hb:hb + nb] = h0[b0:b1]
+        cs[hb:hb + nb] = c0[b0:b1]
+        for s in range(T):
+            t = _time(s, T, reverse)
+            cur = hb + (s + 1) * nb
+            np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
+            for r in range(nb):
+                n = b0 + r
+                if _valid(t0, t1, n, t):
+                    _lstm_row(acts[xb + s * nb + r], tmp[r], b, cs[cur - nb + r], cs[cur + r],
+                              hs[cur + r], y[n, t])
+                else:
+                    _zero_row(acts[xb + s * nb + r])
+                    _copy_row(cs[cur - nb + r], cs[cur + r])
+                    _copy_row(hs[cur - nb + r], hs[cur + r])
+                    _zero_row(y[n, t])
+        hT[b0:b1] = hs[hb + T * nb:hb + (T + 1) * nb]
+        cT[b0:b1] = cs[hb + T * nb:hb + (T + 1) * nb]
+        _ftz_exit(old)
+    return y, hT, cT, xs, acts, hs, cs
+
+
+@njit(parallel=True, cache=True)
+def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx):
+    """Gradients of lstm_forward (full BPTT).
+
+    W, U, t0, t1, reverse as given to the forward; xs, acts, hs, cs its cache;
+    dy (B, T, H) = dL/dy, or shape (B, 0, H) when only the final state is used;
+    dhT, dcT (B, H) = dL/dhT, dL/dcT.
+    -> dx (B, T, I) ((0, T, I) unless need_dx), dW (I, 4H), dU (H, 4H), db (4H,),
+       dh0 (B, H), dc0 (B, H)
+    """
+    B, H = dhT.shape
+    T = xs.shape[0] // B
+    I = W.shape[0]
+    G = 4 * H
+    dt = xs.dtype
+    has_dy = dy.shape[1] > 0
+    nblk = _n_blocks(B)
+    dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
+    dh0 = np.empty((B, H), dtype=dt)
+    dc0 = np.empty((B, H), dtype=dt)
+    pW = np.empty((nblk, I, G), dtype=dt)
+    pU = np.empty((nblk, H, G), dtype=dt)
+    pb = np.empty((nblk, 1, G), dtype=dt)
+    for k in prange(nblk):
+        old = _ftz_enter()
+        b0, b1 = _bounds(k, B, nblk)
+        nb = b1 - b0
+        xb, hb = b0 * T, b0 * (T + 1)
+        dA = np.empty((nb * T, G), dtype=dt)
+        dh = dhT[b0:b1].copy()
+        dc = dcT[b0:b1].copy()
+        tmp = np.empty((nb, H), dtype=dt)
+        g = np.empty(H, dtype=dt)
+        for s in range(T - 1, -1, -1):
+            t = _time(s, T, reverse)
+            cur = hb + (s + 1) * nb
+            for r in range(nb):
+                n = b0 + r
+                if _valid(t0, t1, n, t):
+                    _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                    _lstm_row_back(g, acts[xb + s * nb + r], cs[cur - nb + r], cs[cur + r],
+                                   dc[r], dA[s * nb + r])
+                else:
+                    _zero_row(dA[s * nb + r])
+            np.dot(dA[s * nb:(s + 1) * nb], U.T, tmp)               # recurrent GEMM
+            for r in range(nb):
+                if _valid(t0, t1, b0 + r, t):
+                    _copy_row(tmp[r], dh[r])
+        dh0[b0:b1] = dh
+        dc0[b0:b1] = dc
+        dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
+        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dA, W, pW[k], pU[k],
+                           pb[k, 0], pb[k, 0, :0], dxs)
+        if need_dx:
+            _scatter_steps(dxs, b0, b1, T, reverse, dx)
+        _ftz_exit(old)
+    return dx, _sum_blocks(pW), _sum_blocks(pU), _sum_blocks(pb)[0], dh0, dc0
+
+
+# ------------------------------------------------------------------ GRU
+@njit(parallel=True, cache=True)
+def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
+    """GRU over a whole sequence (PyTorch's formulation, gate order r, z, n).
+
+    x (B, T, I), W (I, 3H), U (H, 3H), b (3H,) input bias, bh (3H,) recurrent bias,
+    h0 (B, H), t0/t1 (B,) int64
+    -> y (B, T, H), hT (B, H),
+       xs (B*T, I), acts (B*T, 3H) [r z n; 0 at invalid steps], un (B*T, H) [h U + bh, n part],
+       hs (B*(T+1), H)                                        (the cache)
+    """
+    B, T, I = x.shape
+    H = U.shape[0]
+    G = 3 * H
+    dt = x.dtype
+    y = np.empty((B, T, H), dtype=dt)
+    hT = np.empty((B, H), dtype=dt)
+    xs = np.empty((B * T, I), dtype=dt)
+    acts = np.empty((B * T, G), dtype=dt)
+    un = np.empty((B * T, H), dtype=dt)
+    hs = np.empty((B * (T + 1), H), dtype=dt)
+    nblk = _n_blocks(B)
+    for k in prange(nblk):
+        old = _ftz_enter()
+        b0, b1 = _bounds(k, B, nblk)
+        nb = b1 - b0
+        xb, hb = b0 * T, b0 * (T + 1)
+        _gather_steps(x, b0, b1, reverse, xs)
+        np.dot(xs[xb:xb + nb * T], W, acts[xb:xb + nb * T])         # input GEMM, all steps
+        tmp = np.empty((nb, G), dtype=dt)
+        hs[hb:hb + nb] = h0[b0:b1]
+        for s in range(T):
+            t = _time(s, T, reverse)
+            cur = hb + (s + 1) * nb
+            np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
+            for r in range(nb):
+                n = b0 + r
+                row = xb + s * nb + r
+                if _valid(t0, t1, n, t):
+                    _gru_row(acts[row], tmp[r], b, bh, hs[cur - nb + r], un[row], hs[cur + r],
+                             y[n, t])
+                else:
+                    _zero_row(acts[row])
+                    _zero_row(un[row])
+                    _copy_row(hs[cur - nb + r], hs[cur + r])
+                    _zero_row(y[n, t])
+        hT[b0:b1] = hs[hb + T * nb:hb + (T + 1) * nb]
+        _ftz_exit(old)
+    return y, hT, xs, acts, un, hs
+
+
+@njit(parallel=True, cache=True)
+def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
+    """Gradients of gru_forward (full BPTT).
+
+    W, U, t0, t1, reverse as given to the forward; xs, acts, un, hs its cache;
+    dy (B, T, H) = dL/dy, or shape (B, 0, H); dhT (B, H) = dL/dhT.
+    -> dx (B, T, I) ((0, T, I) unless need_dx), dW (I, 3H), dU (H, 3H), db (3H,), dbh (3H,),
+       dh0 (B, H)
+    """
+    B, H = dhT.shape
+    T = xs.shape[0] // B
+    I = W.shape[0]
+    G = 3 * H
+    dt = xs.dtype
+    has_dy = dy.shape[1] > 0
+    nblk = _n_blocks(B)
+    dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
+    dh0 = np.empty((B, H), dtype=dt)
+    pW = np.empty((nblk, I, G), dtype=dt)
+    pU = np.empty((nblk, H, G), dtype=dt)
+    pb = np.empty((nblk, 2, G), dtype=dt)
+    for k in prange(nblk):
+        old = _ftz_enter()
+        b0, b1 = _bounds(k, B, nblk)
+        nb = b1 - b0
+        xb, hb = b0 * T, b0 * (T + 1)
+        dA = np.empty((nb * T, G), dtype=dt)     # dL/d(x W + b)        [r z n]
+        dR = np.empty((nb * T, G), dtype=dt)     # dL/d(h U + bh)       [r z n]
+        dh = dhT[b0:b1].copy()
+        direct = np.empty((nb, H), dtype=dt)     # dL/dh_{t-1} through z h_{t-1}
+        tmp = np.empty((nb, H), dtype=dt)
+        g = np.empty(H, dtype=dt)
+        for s in range(T - 1, -1, -1):
+            t = _time(s, T, reverse)
+            cur = hb + (s + 1) * nb
+            for r in range(nb):
+                n = b0 + r
+                row = s * nb + r
+                if _valid(t0, t1, n, t):
+                    _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                    _gru_row_back(g, acts[xb + row], un[xb + row], hs[cur - nb + r], dA[row],
+                                  dR[row], direct[r])
+                else:
+                    _zero_row(dA[row])
+                    _zero_row(dR[row])
+            np.dot(dR[s * nb:(s + 1) * nb], U.T, tmp)               # recurrent GEMM
+            for r in range(nb):
+                if _valid(t0, t1, b0 + r, t):
+                    _add_rows(tmp[r], direct[r], dh[r])
+        dh0[b0:b1] = dh
+        dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
+        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dR, W, pW[k], pU[k],
+                           pb[k, 0], pb[k, 1], dxs)
+        if need_dx:
+            _scatter_steps(dxs, b0, b1, T, reverse, dx)
+        _ftz_exit(old)
+    pbs = _sum_blocks(pb)
+    return dx, _sum_blocks(pW), _sum_blocks(pU), pbs[0].copy(), pbs[1].copy(), dh0
+
+
+@njit(cache=True, **_EM)
+def _add_rows(a, b, out):
+    for j in range(out.shape[0]):
+        out[j] = a[j] + b[j]
