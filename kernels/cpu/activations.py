@@ -11,75 +11,89 @@ one loop.  ``act`` codes:
 Softmax kernels take x (N, C) and work on each row: softmax(x)_j = e^(x_j - m) / sum_k e^(x_k - m)
 with m the row max (stable); log_softmax(x)_j = x_j - m - log sum_k e^(x_k - m).
 
-Work is cut into a fixed number of chunks (size-dependent only); small arrays use one chunk.
+Work is cut into a fixed number of chunks (size-dependent only); below ``GRAIN`` elements a kernel
+runs serially (see ``_parallel.parallel_above``).  Constants are made in the data's dtype
+(``one = x.dtype.type(1)``): a bare ``1`` would turn float32 arithmetic into float64.  Chunk
+bounds are unsigned (``_span``) so Numba emits no negative-index wraparound and LLVM vectorises
+the loops.
 """
 import numpy as np
 from numba import njit, prange
 
+from ._parallel import parallel_above
+
 RELU, SIGMOID, TANH, LEAKY_RELU = 1, 2, 3, 4
+GRAIN = 32768
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _n_chunks(n, grain):
     """Chunks for n items of work: one per ``grain`` items, at most 16."""
     return max(1, min(16, n // grain))
 
 
-@njit(cache=True, inline="always")
-def _act(x, act, alpha):
+@njit(cache=True, inline="always", error_model="numpy")
+def _span(c, n, nc):
+    """Bounds [lo, hi) of chunk c of nc over n items, unsigned."""
+    return np.uint64(c * n // nc), np.uint64((c + 1) * n // nc)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _act(x, act, alpha, one):
     if act == RELU:
-        return x if x > 0 else x * 0
+        return x if x > 0 else one - one
     if act == SIGMOID:
-        return 1 / (1 + np.exp(-x))
+        return one / (one + np.exp(-x))
     if act == TANH:
         return np.tanh(x)
     return x if x > 0 else x * alpha
 
 
-@njit(cache=True, inline="always")
-def _act_grad(x, y, act, alpha):
-    one = y * 0 + 1
+@njit(cache=True, inline="always", error_model="numpy")
+def _act_grad(x, y, act, alpha, one):
     if act == RELU:
-        return one if x > 0 else one * 0
+        return one if x > 0 else one - one
     if act == SIGMOID:
-        return y * (1 - y)
+        return y * (one - y)
     if act == TANH:
-        return 1 - y * y
-    return one if x > 0 else one * alpha
+        return one - y * y
+    return one if x > 0 else alpha
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda x, *_: x.size)
 def activation_forward(x, act, alpha):
     """y = act(x) elementwise.  x (n,) -> y (n,).  alpha: the leaky-ReLU slope."""
     n = x.shape[0]
     y = np.empty_like(x)
-    a = x.dtype.type(alpha)
-    nc = _n_chunks(n, 32768)
+    a, one = x.dtype.type(alpha), x.dtype.type(1)
+    nc = _n_chunks(n, GRAIN)
     for c in prange(nc):
-        for i in range(c * n // nc, (c + 1) * n // nc):
-            y[i] = _act(x[i], act, a)
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
+            y[i] = _act(x[i], act, a, one)
     return y
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda x, *_: x.size)
 def activation_backward(x, y, dy, act, alpha):
     """dx = dy * act'(x).  x, y = act(x), dy: (n,) -> dx (n,)."""
     n = x.shape[0]
     dx = np.empty_like(dy)
-    a = x.dtype.type(alpha)
-    nc = _n_chunks(n, 32768)
+    a, one = x.dtype.type(alpha), x.dtype.type(1)
+    nc = _n_chunks(n, GRAIN)
     for c in prange(nc):
-        for i in range(c * n // nc, (c + 1) * n // nc):
-            dx[i] = dy[i] * _act_grad(x[i], y[i], act, a)
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
+            dx[i] = dy[i] * _act_grad(x[i], y[i], act, a, one)
     return dx
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda x, *_: x.size)
 def softmax_forward(x, log):
     """Row-wise softmax (log=False) or log-softmax (log=True).  x (N, C) -> y (N, C)."""
     N, C = x.shape
     y = np.empty_like(x)
-    nc = _n_chunks(N * C, 16384)
+    nc = _n_chunks(N * C, GRAIN)
     for c in prange(nc):
         for n in range(c * N // nc, (c + 1) * N // nc):
             m = x[n, 0]
@@ -94,7 +108,7 @@ def softmax_forward(x, log):
     return y
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda y, *_: y.size)
 def softmax_backward(y, dy, log):
     """Gradient of softmax_forward given its output y (N, C) and dy (N, C) -> dx (N, C).
 
@@ -103,7 +117,7 @@ def softmax_backward(y, dy, log):
     """
     N, C = y.shape
     dx = np.empty_like(dy)
-    nc = _n_chunks(N * C, 16384)
+    nc = _n_chunks(N * C, GRAIN)
     for c in prange(nc):
         for n in range(c * N // nc, (c + 1) * N // nc):
             s = y.dtype.type(0)
@@ -114,17 +128,18 @@ def softmax_backward(y, dy, log):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda x, *_: x.size)
 def dropout_forward(x, keep, scale):
     """Inverted dropout: y = x * keep * scale, keep (n,) uint8 0/1 drawn on the host,
     scale = 1 / (1 - rate).  x (n,) -> y (n,).  The backward is the same map on dy."""
     n = x.shape[0]
     y = np.empty_like(x)
-    s = x.dtype.type(scale)
-    nc = _n_chunks(n, 32768)
+    s, zero = x.dtype.type(scale), x.dtype.type(0)
+    nc = _n_chunks(n, GRAIN)
     for c in prange(nc):
-        for i in range(c * n // nc, (c + 1) * n // nc):
-            y[i] = x[i] * s if keep[i] else x[i] * 0
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
+            y[i] = x[i] * (s if keep[i] else zero)
     return y
 
 

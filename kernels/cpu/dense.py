@@ -10,57 +10,64 @@ GEMM's epilogue (and its derivative into the backward's prologue):
 
 The products are BLAS GEMMs on contiguous row blocks, one block per ``prange`` iteration; the
 block count depends only on the problem size, so results do not depend on the thread count.
+Below ``GRAIN`` multiply-adds a call runs serially (``_parallel.parallel_above``).
 """
 import numpy as np
 from numba import njit, prange
 
+from ._parallel import parallel_above
+
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = 0, 1, 2, 3
+GRAIN = 1 << 18     # multiply-adds below which a call runs serially
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _n_blocks(n):
     """Blocks to split n rows into: at least 32 rows a block, at most 16 blocks."""
     return max(1, min(16, n // 32))
 
 
-@njit(cache=True, inline="always")
-def _activate(z, act):
-    if act == 1:
-        return z if z > 0 else z * 0
-    if act == 2:
-        return 1 / (1 + np.exp(-z))
-    if act == 3:
+@njit(cache=True, inline="always", error_model="numpy")
+def _activate(z, act, one):
+    """act(z); ``one`` is 1 in z's dtype (a bare 1 would promote float32 to float64)."""
+    if act == ACT_RELU:
+        return z if z > 0 else one - one
+    if act == ACT_SIGMOID:
+        return one / (one + np.exp(-z))
+    if act == ACT_TANH:
         return np.tanh(z)
     return z
 
 
-@njit(cache=True, inline="always")
-def _activation_grad(y, act):
-    if act == 1:
-        return y * 0 + 1 if y > 0 else y * 0
-    if act == 2:
-        return y * (1 - y)
-    if act == 3:
-        return 1 - y * y
-    return y * 0 + 1
+@njit(cache=True, inline="always", error_model="numpy")
+def _activation_grad(y, act, one):
+    """act'(z) from y = act(z)."""
+    if act == ACT_RELU:
+        return one if y > 0 else one - one
+    if act == ACT_SIGMOID:
+        return y * (one - y)
+    if act == ACT_TANH:
+        return one - y * y
+    return one
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda x, W, *_: x.shape[0] * W.size)
 def dense_forward(x, W, b, act):
     """y = act(x @ W + b).  x (N, I), W (I, O), b (O,) -> y (N, O)."""
     N, O = x.shape[0], W.shape[1]
     y = np.empty((N, O), dtype=x.dtype)
+    one = x.dtype.type(1)
     nb = _n_blocks(N)
     for k in prange(nb):
         r0, r1 = k * N // nb, (k + 1) * N // nb
         np.dot(x[r0:r1], W, y[r0:r1])
         for n in range(r0, r1):
             for j in range(O):
-                y[n, j] = _activate(y[n, j] + b[j], act)
+                y[n, j] = _activate(y[n, j] + b[j], act, one)
     return y
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda x, W, *_: x.shape[0] * W.size)
 def dense_backward(x, W, y, dy, act, need_dx):
     """Gradients of dense_forward.
 
@@ -71,12 +78,13 @@ def dense_backward(x, W, y, dy, act, need_dx):
     O = W.shape[1]
     g = np.empty((N, O), dtype=x.dtype)      # dL/dz, z the pre-activation
     dx = np.empty((N if need_dx else 0, I), dtype=x.dtype)
+    one = x.dtype.type(1)
     nb = _n_blocks(N)
     for k in prange(nb):
         r0, r1 = k * N // nb, (k + 1) * N // nb
         for n in range(r0, r1):
             for j in range(O):
-                g[n, j] = dy[n, j] * _activation_grad(y[n, j], act)
+                g[n, j] = dy[n, j] * _activation_grad(y[n, j], act, one)
         if need_dx:
             np.dot(g[r0:r1], W.T, dx[r0:r1])
     dW = np.empty((I, O), dtype=x.dtype)

@@ -9,19 +9,24 @@
         loss = mean (pred - target)^2,  dpred = 2 (pred - target) / n
 
 The batch sum is cut into a fixed number of chunks (size-dependent only) whose partial sums are
-added in order, so the loss is bit-identical across runs and thread counts.  Labels are trusted:
+added in order, so the loss is bit-identical across runs and thread counts.  Below ``GRAIN``
+elements a kernel runs serially (``_parallel.parallel_above``).  Labels are trusted:
 dlkit checks them on the host.
 """
 import numpy as np
 from numba import njit, prange
 
+from ._parallel import parallel_above
 
-@njit(cache=True)
+GRAIN = 32768
+
+
+@njit(cache=True, error_model="numpy")
 def _n_chunks(n, grain):
     return max(1, min(16, n // grain))
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda z, *_: z.size)
 def softmax_cross_entropy(logits, labels):
     N, C = logits.shape
     d = np.empty_like(logits)
@@ -48,26 +53,26 @@ def softmax_cross_entropy(logits, labels):
     return part.sum() / N, d
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda z, *_: z.size)
 def sigmoid_binary_cross_entropy(logits, targets):
     n = logits.shape[0]
     d = np.empty_like(logits)
     nc = _n_chunks(n, 32768)
     part = np.zeros(nc, dtype=np.float64)
-    inv_n = logits.dtype.type(1.0 / n)
+    inv_n, zero, one = logits.dtype.type(1.0 / n), logits.dtype.type(0), logits.dtype.type(1)
     for c in prange(nc):
         acc = 0.0
         for i in range(c * n // nc, (c + 1) * n // nc):
             z, t = logits[i], targets[i]
             e = np.exp(-abs(z))
-            acc += max(z, z * 0) - z * t + np.log1p(e)
-            p = 1 / (1 + e) if z >= 0 else e / (1 + e)      # sigmoid(z), stable both ways
+            acc += max(z, zero) - z * t + np.log1p(e)
+            p = one / (one + e) if z >= 0 else e / (one + e)    # sigmoid(z), stable both ways
             d[i] = (p - t) * inv_n
         part[c] = acc
     return part.sum() / n, d
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda z, *_: z.size)
 def mean_squared_error(pred, target):
     n = pred.shape[0]
     d = np.empty_like(pred)

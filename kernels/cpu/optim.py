@@ -16,18 +16,30 @@ nothing is modified in place.  g is dL/dp.  Penalties are folded into the gradie
 import numpy as np
 from numba import njit, prange
 
+from ._parallel import parallel_above
 
-@njit(cache=True)
+GRAIN = 65536       # below this many elements an update runs serially
+
+
+@njit(cache=True, error_model="numpy")
 def _n_chunks(n):
-    return max(1, min(16, n // 65536))
+    return max(1, min(16, n // GRAIN))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
+def _span(c, n, nc):
+    """Bounds [lo, hi) of chunk c of nc over n items, unsigned (no wraparound code)."""
+    return np.uint64(c * n // nc), np.uint64((c + 1) * n // nc)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _penalised(g, p, l2, l1):
+    if l2 == 0 and l1 == 0:        # loop-invariant: LLVM hoists it out of the loop
+        return g
     return g + l2 * p + l1 * np.sign(p)
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda g, *_: g.size)
 def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1):
     """g, p, v (n,) -> u (n,), v' (n,)."""
     n = g.shape[0]
@@ -36,44 +48,52 @@ def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1):
     u, v2 = np.empty_like(g), np.empty_like(v)
     nc = _n_chunks(n)
     for c in prange(nc):
-        for i in range(c * n // nc, (c + 1) * n // nc):
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
             gi = _penalised(g[i], p[i], l2_, l1_)
-            v2[i] = mu * v[i] + gi
-            u[i] = -lr_ * (gi + mu * v2[i]) if nesterov else -lr_ * v2[i]
+            vi = mu * v[i] + gi
+            v2[i] = vi
+            u[i] = -lr_ * (gi + mu * vi) if nesterov else -lr_ * vi
     return u, v2
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda g, *_: g.size)
 def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1):
     """g, p, m, v (n,), step >= 1 -> u (n,), m' (n,), v' (n,)."""
     n = g.shape[0]
     t = g.dtype.type
     lr_, b1_, b2_, eps_, wd_, l2_, l1_ = t(lr), t(b1), t(b2), t(eps), t(wd), t(l2), t(l1)
+    omb1, omb2 = t(1.0 - b1), t(1.0 - b2)
     c1 = t(1.0 / (1.0 - b1 ** step))
     c2 = t(1.0 / (1.0 - b2 ** step))
     u, m2, v2 = np.empty_like(g), np.empty_like(m), np.empty_like(v)
     nc = _n_chunks(n)
     for c in prange(nc):
-        for i in range(c * n // nc, (c + 1) * n // nc):
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
             gi = _penalised(g[i], p[i], l2_, l1_)
-            m2[i] = b1_ * m[i] + (1 - b1_) * gi
-            v2[i] = b2_ * v[i] + (1 - b2_) * gi * gi
-            u[i] = -lr_ * (m2[i] * c1 / (np.sqrt(v2[i] * c2) + eps_) + wd_ * p[i])
+            mi = b1_ * m[i] + omb1 * gi
+            vi = b2_ * v[i] + omb2 * gi * gi
+            m2[i], v2[i] = mi, vi
+            u[i] = -lr_ * (mi * c1 / (np.sqrt(vi * c2) + eps_) + wd_ * p[i])
     return u, m2, v2
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(GRAIN, size=lambda g, *_: g.size)
 def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1):
     """g, p, s, b (n,) -> u (n,), s' (n,), b' (n,)."""
     n = g.shape[0]
     t = g.dtype.type
     lr_, rho_, eps_, mu, l2_, l1_ = t(lr), t(rho), t(eps), t(momentum), t(l2), t(l1)
+    omr = t(1.0 - rho)
     u, s2, b2 = np.empty_like(g), np.empty_like(s), np.empty_like(b)
     nc = _n_chunks(n)
     for c in prange(nc):
-        for i in range(c * n // nc, (c + 1) * n // nc):
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
             gi = _penalised(g[i], p[i], l2_, l1_)
-            s2[i] = rho_ * s[i] + (1 - rho_) * gi * gi
-            b2[i] = mu * b[i] + gi / (np.sqrt(s2[i]) + eps_)
-            u[i] = -lr_ * b2[i]
+            si = rho_ * s[i] + omr * gi * gi
+            bi = mu * b[i] + gi / (np.sqrt(si) + eps_)
+            s2[i], b2[i] = si, bi
+            u[i] = -lr_ * bi
     return u, s2, b2
