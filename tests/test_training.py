@@ -138,3 +138,22 @@ def test_fit_learns_and_early_stops():
     assert h["accuracy"][-1] > 0.9 and len(h["epoch"]) < 40
     assert any("early stopping" in m for m in logs)
     assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+
+
+def test_missing_data_stops_with_the_places_searched(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from dlkit.data import mnist
+    spec = importlib.util.spec_from_file_location("train_mnist", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("DLKIT_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setitem(mnist.SPECS, "mnist", {**mnist.SPECS["mnist"],
+                                               "urls": ("http://127.0.0.1:9/",)})
+    with pytest.raises(SystemExit) as e:
+        script.main(["--dataset", "mnist", "--quiet", "--out", str(tmp_path / "out")])
+    msg = str(e.value)
+    assert "cannot find the data file mnist/train-images-idx3-ubyte.gz" in msg
+    assert str(tmp_path / "empty" / "mnist") in msg and "DLKIT_DATA" in msg
+    assert "http://127.0.0.1:9/train-images-idx3-ubyte.gz failed" in msg
