@@ -57,24 +57,32 @@ def _schedule(lr):
 
 
 # ---------------------------------------------------------------- checks and plumbing
-def _check_like(what, tree_, params):
-    fp, ft = tree.flatten(params), tree.flatten(tree_)
-    if fp.keys() != ft.keys():
-        missing, extra = sorted(fp.keys() - ft.keys()), sorted(ft.keys() - fp.keys())
-        raise ValueError(f"{what} do not match params: missing {missing}, extra {extra}")
-    for k, p in fp.items():
-        a = ft[k]
-        if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
-            got = f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-            raise ValueError(f"{what}[{k!r}]: expected shape {p.shape} dtype {p.dtype}, got {got}")
-    return fp, ft
+def _check_like(what, tree_, params, path=""):
+    """tree_ must have params' nested keys, and arrays of the same shapes and dtypes."""
+    if isinstance(params, dict):
+        if not isinstance(tree_, dict) or tree_.keys() != params.keys():
+            fp = tree.flatten(params)
+            ft = tree.flatten(tree_) if isinstance(tree_, dict) else {}
+            missing = sorted(path + k for k in fp.keys() - ft.keys())
+            extra = sorted(path + k for k in ft.keys() - fp.keys())
+            raise ValueError(f"{what} do not match params: missing {missing}, extra {extra}")
+        for k in params:
+            _check_like(what, tree_[k], params[k], f"{path}{k}/")
+        return
+    a, p = tree_, params
+    if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
+        got = f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"{what}[{path[:-1]!r}]: expected shape {p.shape} dtype {p.dtype}, "
+                         f"got {got}")
 
 
 def _check_state(state, params, slots, name):
     if not isinstance(state, dict) or set(state) != {"step", *slots}:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{name} state must be a dict with keys {sorted(['step', *slots])} "
-                         f"(from opt.init); got {sorted(state) if isinstance(state, dict) else state!r}")
-    return [_check_like(f"{name} state[{s!r}]", state[s], params)[1] for s in slots]
+                         f"(from opt.init); got {got}")
+    for s in slots:
+        _check_like(f"{name} state[{s!r}]", state[s], params)
 
 
 def _make(name, slots, kernel, hyper, lr):
@@ -88,28 +96,27 @@ def _make(name, slots, kernel, hyper, lr):
         return state
 
     def update(grads, state, params):
-        fp, fg = _check_like("grads", grads, params)
-        fs = _check_state(state, params, slots, name)
+        _check_like("grads", grads, params)
+        _check_state(state, params, slots, name)
         step = int(state["step"])
         rate = float(schedule(step))
-        updates, new = {}, [{} for _ in slots]
-        for k, p in fp.items():
-            flat = [np.ascontiguousarray(a).reshape(-1) for a in (fg[k], p, *(f[k] for f in fs))]
-            u, *ss = kernel(*flat, rate, step + 1)
-            updates[k] = u.reshape(p.shape)
-            for d, s in zip(new, ss):
-                d[k] = s.reshape(p.shape)
-        out = {s: tree.unflatten(d) for s, d in zip(slots, new)}
-        out["step"] = np.array(step + 1, np.int64)
-        return tree.unflatten(updates), out
+
+        def leaf(p, g, *ss):
+            return kernel(g.reshape(-1), p.reshape(-1), *(a.reshape(-1) for a in ss), rate,
+                          step + 1)
+        out = tree.map(leaf, params, grads, *(state[s] for s in slots))
+        new = {s: tree.map(lambda p, o, i=i: o[i].reshape(p.shape), params, out)
+               for i, s in enumerate(slots, 1)}
+        new["step"] = np.array(step + 1, np.int64)
+        return tree.map(lambda p, o: o[0].reshape(p.shape), params, out), new
 
     return Optimizer(init, update, name, dict(hyper, lr=lr if not callable(lr) else "schedule"))
 
 
 def apply_updates(params, updates):
     """params + updates, leaf by leaf (new arrays)."""
-    fp, fu = _check_like("updates", updates, params)
-    return tree.unflatten({k: fp[k] + fu[k] for k in fp})
+    _check_like("updates", updates, params)
+    return tree.map(np.add, params, updates)
 
 
 # ---------------------------------------------------------------- the optimizers
