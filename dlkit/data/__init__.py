@@ -7,3 +7,5 @@ from .batching import batches, n_batches, permutation, train_val_split  # noqa: 
 from .mnist import CLASS_NAMES, load_mnist, read_idx  # noqa: F401
 from .store import (ChecksumError, DataNotFoundError, cache_dir, download, fetch,  # noqa: F401
                     search_roots, verify)
+from .text import (CharCorpus, Vocabulary, load_char_corpus, load_imdb,  # noqa: F401
+                   pad_sequences, random_windows, sequential_windows, tokenize)

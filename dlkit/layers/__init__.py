@@ -4,3 +4,6 @@ from .base import Layer  # noqa: F401
 from .core import (Dense, Dropout, Flatten, LeakyRelu, LogSoftmax, Relu, Sigmoid,  # noqa: F401
                    Softmax, Tanh)
 from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: F401
+from .recurrent import (GRU, LSTM, Bidirectional, Padded, SimpleRNN,  # noqa: F401
+                        TimeDistributed)
+from .embedding import Embedding, SpatialDropout1D  # noqa: F401

@@ -35,7 +35,8 @@ per step one recurrent GEMM (BLAS, on contiguous rows) followed by the fused gat
 backward runs the same blocks in reverse time, then each block forms its partial weight
 gradients with one GEMM each over all its steps and its input gradient with one more; the
 partials are summed over blocks in a fixed order.  Results are therefore bit-identical across
-runs and thread counts.
+runs and thread counts.  A batch of one block (B < 32) runs the serial build of the same
+source (``parallel_above``): a parallel region with one iteration only costs.
 
 Cache layout (arrays the forward returns for the backward; never modified by the backward):
 block k owning batch rows [b0, b1) (nb = b1 - b0) stores step-major rows, processing step
@@ -65,6 +66,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from ._parallel import parallel_above
 
 ACT_TANH, ACT_RELU = 0, 1
 
@@ -251,19 +254,17 @@ def _colsum(a, out):
             out[j] += a[i, j]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, error_model="numpy")
 def _sum_blocks(parts):
-    """parts (nblk, R, C) -> (R, C), summed over blocks in order; parallel over rows."""
-    nblk, R, C = parts.shape
-    out = np.empty((R, C), dtype=parts.dtype)
-    nc = max(1, min(16, R * C // 8192))
-    for c in prange(nc):
-        for i in range(c * R // nc, (c + 1) * R // nc):
-            for j in range(C):
-                acc = parts[0, i, j]
-                for k in range(1, nblk):
-                    acc += parts[k, i, j]
-                out[i, j] = acc
+    """parts (nblk, R, C) -> (R, C), summed over blocks in order (small work: serial)."""
+    out = parts[0].copy()
+    for k in range(1, parts.shape[0]):
+        p = parts[k]
+        for i in range(out.shape[0]):
+            o = out[i]
+            q = p[i]
+            for j in range(o.shape[0]):
+                o[j] += q[j]
     return out
 
 
@@ -444,7 +445,7 @@ def _valid(t0, t1, n, t):
 
 
 # ------------------------------------------------------------------ simple RNN
-@njit(parallel=True, cache=True)
+@parallel_above(2, size=lambda x, *_: _n_blocks(x.shape[0]))
 def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
     """Simple RNN over a whole sequence.
 
@@ -485,7 +486,7 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
     return y, hT, xs, hs
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(2, size=lambda W, U, t0, *_: _n_blocks(t0.shape[0]))
 def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
     """Gradients of rnn_forward (full BPTT).
 
@@ -539,7 +540,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
 
 
 # ------------------------------------------------------------------ LSTM
-@njit(parallel=True, cache=True)
+@parallel_above(2, size=lambda x, *_: _n_blocks(x.shape[0]))
 def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
     """LSTM over a whole sequence (gate order i, f, g, o).
 
@@ -590,7 +591,7 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
     return y, hT, cT, xs, acts, hs, cs
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(2, size=lambda W, U, t0, *_: _n_blocks(t0.shape[0]))
 def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx):
     """Gradients of lstm_forward (full BPTT).
 
@@ -650,7 +651,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
 
 
 # ------------------------------------------------------------------ GRU
-@njit(parallel=True, cache=True)
+@parallel_above(2, size=lambda x, *_: _n_blocks(x.shape[0]))
 def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
     """GRU over a whole sequence (PyTorch's formulation, gate order r, z, n).
 
@@ -700,7 +701,7 @@ def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
     return y, hT, xs, acts, un, hs
 
 
-@njit(parallel=True, cache=True)
+@parallel_above(2, size=lambda W, U, t0, *_: _n_blocks(t0.shape[0]))
 def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
     """Gradients of gru_forward (full BPTT).
 

@@ -1,0 +1,418 @@
+"""Recurrent layers: SimpleRNN, LSTM, GRU, the Bidirectional wrapper and TimeDistributed
+(kernels: kernels.cpu.recurrent).
+
+Sequences are batch-major, x (B, T, F), as PyTorch's ``batch_first=True`` and Keras.
+
+    SimpleRNN(units, activation="tanh", ...)   h' = act(x W + h U + b)
+    LSTM(units, unit_forget_bias=True, ...)     gate order i, f, g, o (PyTorch's cell)
+    GRU(units, ...)                             gate order r, z, n (PyTorch's cell)
+
+    common keywords: return_sequences=False, return_state=False, reverse=False,
+                     W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"
+
+params (H = units, G = 1, 4, 3 gates): W (F, G*H), U (H, G*H), b (G*H,); the GRU adds bh
+(3H,), its recurrent bias (PyTorch's b_hh: the n gate needs it apart).  From PyTorch:
+W = weight_ih_l0.T, U = weight_hh_l0.T, b = bias_ih_l0 + bias_hh_l0 (RNN, LSTM) or
+b = bias_ih_l0, bh = bias_hh_l0 (GRU).  U is initialised orthogonal gate by gate; the LSTM's
+forget-gate bias starts at 1 (unit_forget_bias, as Keras).
+
+Inputs (forward's ``x``):
+    x                  array (B, T, F): every sequence has T steps
+    Padded(x, lengths, padding="post")
+                       ragged batch: sequence n has lengths[n] real steps (1 <= lengths[n] <= T)
+                       at the start ("post": padding after them) or at the end ("pre", the
+                       pad_sequences default).  Padded steps leave the state unchanged, give
+                       output 0 and receive no gradient.
+    (inputs, state)    either of the above with an initial state: h0 (B, H), for the LSTM a
+                       pair (h0, c0); otherwise the state starts at 0.
+Outputs:
+    return_sequences=False: the output after each sequence's last real step, (B, H)
+                            (for reverse=True: after its first, as PyTorch's h_n)
+    return_sequences=True:  every step's output (B, T, H), as Padded if the input was
+    return_state=True:      (output, final_state), final_state like the initial state
+backward's ``dy`` mirrors the output ((dy, dstate) with return_state; either may be None, and
+an LSTM dstate may be (dh, None) or (None, dc)); its dx mirrors the input: (dx, dstate0) when
+an initial state was given.  Everything is validated on the host before any kernel runs.
+
+    Bidirectional(layer, merge="concat")   runs ``layer`` and its time-reversed twin over the
+        same input; outputs merged by "concat" (features 2H), "sum" or "ave".  params
+        {"forward": ..., "backward": ...}; states go in and come out as (state_fw, state_bw).
+    TimeDistributed(layer)                 applies a per-example layer (e.g. Dense) to every
+        step: (B, T, F) -> (B, T, out).  The Padded lengths pass through.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from kernels.cpu import recurrent as K
+
+from .. import _check as chk
+from .. import init as initializers
+from ..random import split
+from .base import Layer
+
+
+class Padded(NamedTuple):
+    """A ragged batch: values (B, T, ...) of which sequence n's lengths[n] steps are real,
+    at the start (padding="post") or at the end (padding="pre") of the time axis."""
+    values: np.ndarray
+    lengths: np.ndarray
+    padding: str = "post"
+
+
+def _unwrap(x):
+    """(values, lengths, padding) of a Padded batch; (x, None, None) for a plain array."""
+    if isinstance(x, Padded):
+        return x.values, x.lengths, x.padding
+    return x, None, None
+
+
+def _rewrap(y, lengths, padding):
+    return y if lengths is None else Padded(y, lengths, padding)
+
+
+def step_ranges(lengths, padding, B, T, what):
+    """Validated (t0, t1) int64 arrays: step t of sequence n is real iff t0[n] <= t < t1[n]."""
+    if lengths is None:
+        return np.zeros(B, np.int64), np.full(B, T, np.int64)
+    if padding not in ("pre", "post"):
+        raise ValueError(f"{what}: padding must be 'pre' or 'post', got {padding!r}")
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"{what}: lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.shape != (B,):
+        raise ValueError(f"{what}: expected lengths of shape ({B},) to match the batch of {B}, "
+                         f"got shape {lengths.shape}")
+    bad = (lengths < 1) | (lengths > T)
+    if bad.any():
+        n = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what}: sequence {n} has length {int(lengths[n])}, expected a "
+                         f"length in [1, {T}] for inputs of {T} steps"
+                         + (" (empty sequences cannot be run)" if lengths[n] < 1 else ""))
+    L = lengths.astype(np.int64)
+    if padding == "post":
+        return np.zeros(B, np.int64), np.ascontiguousarray(L)
+    return np.ascontiguousarray(T - L), np.full(B, T, np.int64)
+
+
+class RecurrentLayer(Layer):
+    """A Layer that remembers its constructor and arguments (``config``), so that
+    Bidirectional can build its time-reversed twin with ``rebuild(reverse=...)``."""
+
+    def rebuild(self, **changes):
+        return self._ctor(**{**self.config, **changes})
+
+
+_CELLS = {"rnn": ("SimpleRNN", 1), "lstm": ("LSTM", 4), "gru": ("GRU", 3)}
+
+
+def _state_pair(state, what, B, H, dtype, n):
+    """Initial state(s): a list of n (B, H) arrays (zeros where not given)."""
+    parts = [state] if n == 1 else state
+    if n == 2 and not (isinstance(state, (tuple, list)) and len(state) == 2):
+        raise TypeError(f"{what}: the LSTM's initial state must be a pair (h0, c0), got "
+                        f"{type(state).__name__}")
+    out = []
+    for name, s in zip(("h0", "c0")[:n], parts):
+        if s is None:
+            out.append(np.zeros((B, H), dtype))
+            continue
+        s = chk.floating(s, f"{what} initial state {name}")
+        if s.shape != (B, H) or s.dtype != dtype:
+            raise ValueError(f"{what}: initial state {name} must have shape ({B}, {H}) and "
+                             f"dtype {dtype}, got {s.shape} {s.dtype}")
+        out.append(s)
+    return out
+
+
+def _grad_arg(g, shape, dtype, what):
+    """A gradient argument: zeros for None, else checked (shape, dtype) and contiguous."""
+    if g is None:
+        return np.zeros(shape, dtype)
+    g = chk.floating(_unwrap(g)[0], what)
+    if g.shape != tuple(shape) or g.dtype != dtype:
+        raise ValueError(f"{what}: expected shape {tuple(shape)} and dtype {dtype}, got "
+                         f"{g.shape} {g.dtype}")
+    return g
+
+
+def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_init, b_init,
+               activation="tanh", unit_forget_bias=True):
+    name, G = _CELLS[cell]
+    H = chk.positive_int(units, f"{name} units")
+    act = {"tanh": K.ACT_TANH, "relu": K.ACT_RELU}.get(activation)
+    if act is None:
+        raise ValueError(f"{name}: activation must be 'tanh' or 'relu', got {activation!r}")
+    w_init, u_init, b_init_ = (initializers.get(i) for i in (W_init, U_init, b_init))
+    pnames = ("W", "U", "b", "bh") if cell == "gru" else ("W", "U", "b")
+    n_state = 2 if cell == "lstm" else 1
+    what = f"{name}({H})"
+
+    def init(key, in_shape, dtype=np.float32):
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 2:
+            raise ValueError(f"{what}: expected an input shape (time, features), got {in_shape}"
+                             "; recurrent layers take sequences (batch, time, features)")
+        T, F = in_shape
+        kW, kU, kb = split(key, 3)
+        params = {"W": w_init(kW, (F, G * H), dtype),
+                  "U": np.concatenate([u_init(k, (H, H), dtype) for k in split(kU, G)], axis=1),
+                  "b": np.array(b_init_(kb, (G * H,), dtype), dtype=dtype)}
+        if cell == "lstm" and unit_forget_bias:
+            params["b"][H:2 * H] = 1
+        if cell == "gru":
+            params["bh"] = np.zeros(G * H, dtype)
+        return ((T, H) if return_sequences else (H,)), params
+
+    def forward(params, x, *, key=None, train=False):
+        chk.params(params, pnames, what)
+        state = None
+        if isinstance(x, tuple) and not isinstance(x, Padded):
+            if len(x) != 2:
+                raise TypeError(f"{what}: expected an input array, a Padded batch or a pair "
+                                f"(inputs, initial_state), got a tuple of {len(x)}")
+            x, state = x
+        v, lengths, padding = _unwrap(x)
+        v = chk.floating(v, f"{what} input")
+        if v.ndim != 3:
+            hint = ("; a 2-D array is one feature vector per example: give sequences as "
+                    "(batch, time, features), e.g. x[:, :, None] for one feature per step"
+                    if v.ndim == 2 else "")
+            raise ValueError(f"{what}: expected a 3-D input (batch, time, features), got shape "
+                             f"{v.shape}{hint}")
+        B, T, F = v.shape
+        W, U, b = params["W"], params["U"], params["b"]
+        if U.shape != (H, G * H) or W.ndim != 2 or W.shape[1] != G * H or b.shape != (G * H,) \
+                or (cell == "gru" and params["bh"].shape != (G * H,)):
+            got = ", ".join(f"{k}{params[k].shape}" for k in pnames)
+            raise ValueError(f"{what}: expected params W (features, {G * H}), U ({H}, {G * H}), "
+                             f"b ({G * H},)" + (f", bh ({G * H},)" if cell == "gru" else "")
+                             + f"; got {got}")
+        if F != W.shape[0]:
+            raise ValueError(f"{what}: input has {F} features, expected {W.shape[0]} "
+                             f"(x.shape={v.shape}, W.shape={W.shape})")
+        chk.same_dtype(what, x=v, **{k: params[k] for k in pnames})
+        if B == 0 or T == 0:
+            raise ValueError(f"{what}: expected at least one sequence of at least one step, got "
+                             f"input shape {v.shape}")
+        t0, t1 = step_ranges(lengths, padding, B, T, what)
+        given = state is not None
+        s0 = _state_pair(state if given else [None] * n_state if n_state == 2 else None,
+                         what, B, H, v.dtype, n_state)
+        W, U, b = (np.ascontiguousarray(a) for a in (W, U, b))
+        if cell == "rnn":
+            y, hT, *kc = K.rnn_forward(v, W, U, b, s0[0], t0, t1, reverse, act)
+            final = hT
+        elif cell == "lstm":
+            y, hT, cT, *kc = K.lstm_forward(v, W, U, b, s0[0], s0[1], t0, t1, reverse)
+            final = (hT, cT)
+        else:
+            bh = np.ascontiguousarray(params["bh"])
+            y, hT, *kc = K.gru_forward(v, W, U, b, bh, s0[0], t0, t1, reverse)
+            final = hT
+        out = _rewrap(y, lengths, padding) if return_sequences else hT
+        if return_state:
+            out = (out, final)
+        cache = (kc, t0, t1, (B, T, F), v.dtype, given)
+        return out, cache
+
+    def backward(params, cache, dy, *, need_dx=True):
+        kc, t0, t1, (B, T, F), dtype, given = cache
+        if return_state:
+            if not (isinstance(dy, tuple) and not isinstance(dy, Padded) and len(dy) == 2):
+                raise TypeError(f"{what} backward: with return_state=True, dy must be a pair "
+                                "(d_output, d_state); either may be None")
+            dout, dstate = dy
+        else:
+            dout, dstate = dy, None
+        if n_state == 2:
+            if dstate is not None and not (isinstance(dstate, (tuple, list))
+                                           and len(dstate) == 2):
+                raise TypeError(f"{what} backward: the LSTM's d_state must be a pair (dh, dc)")
+            dh_s, dc_s = dstate if dstate is not None else (None, None)
+        else:
+            dh_s, dc_s = dstate, None
+        dhT = _grad_arg(dh_s, (B, H), dtype, f"{what} backward d_state")
+        if return_sequences:
+            dys = _grad_arg(dout, (B, T, H), dtype, f"{what} backward dy")
+        else:
+            dys = np.zeros((B, 0, H), dtype)
+            if dout is not None:
+                dhT = dhT + _grad_arg(dout, (B, H), dtype, f"{what} backward dy")
+        W, U = np.ascontiguousarray(params["W"]), np.ascontiguousarray(params["U"])
+        nd = bool(need_dx)
+        if cell == "rnn":
+            dx, dW, dU, db, dh0 = K.rnn_backward(W, U, t0, t1, reverse, act, *kc, dys, dhT, nd)
+            grads, ds0 = {"W": dW, "U": dU, "b": db}, dh0
+        elif cell == "lstm":
+            dcT = _grad_arg(dc_s, (B, H), dtype, f"{what} backward d_state (dc)")
+            dx, dW, dU, db, dh0, dc0 = K.lstm_backward(W, U, t0, t1, reverse, *kc, dys, dhT,
+                                                       dcT, nd)
+            grads, ds0 = {"W": dW, "U": dU, "b": db}, (dh0, dc0)
+        else:
+            dx, dW, dU, db, dbh, dh0 = K.gru_backward(W, U, t0, t1, reverse, *kc, dys, dhT, nd)
+            grads, ds0 = {"W": dW, "U": dU, "b": db, "bh": dbh}, dh0
+        dx = dx if need_dx else None
+        return ((dx, ds0) if given else dx), grads
+
+    return init, forward, backward
+
+
+def _make(ctor, cell, config, **extra):
+    layer = RecurrentLayer(*_recurrent(cell, config["units"], config["return_sequences"],
+                                       config["return_state"], config["reverse"],
+                                       config["W_init"], config["U_init"], config["b_init"],
+                                       **extra))
+    layer._ctor, layer.config = ctor, config
+    return layer
+
+
+def SimpleRNN(units, activation="tanh", return_sequences=False, return_state=False,
+              reverse=False, W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"):
+    """Elman RNN, h' = act(x W + h U + b) with act "tanh" or "relu" (PyTorch's nn.RNN)."""
+    config = dict(units=units, activation=activation, return_sequences=return_sequences,
+                  return_state=return_state, reverse=reverse, W_init=W_init, U_init=U_init,
+                  b_init=b_init)
+    return _make(SimpleRNN, "rnn", config, activation=activation)
+
+
+def LSTM(units, return_sequences=False, return_state=False, reverse=False, unit_forget_bias=True,
+         W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"):
+    """Long short-term memory, gate order i, f, g, o (PyTorch's nn.LSTM cell)."""
+    config = dict(units=units, return_sequences=return_sequences, return_state=return_state,
+                  reverse=reverse, unit_forget_bias=unit_forget_bias, W_init=W_init,
+                  U_init=U_init, b_init=b_init)
+    return _make(LSTM, "lstm", config, unit_forget_bias=unit_forget_bias)
+
+
+def GRU(units, return_sequences=False, return_state=False, reverse=False,
+        W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"):
+    """Gated recurrent unit, gate order r, z, n (PyTorch's nn.GRU cell, reset after U)."""
+    config = dict(units=units, return_sequences=return_sequences, return_state=return_state,
+                  reverse=reverse, W_init=W_init, U_init=U_init, b_init=b_init)
+    return _make(GRU, "gru", config)
+
+
+# ------------------------------------------------------------------ wrappers
+def Bidirectional(layer, merge="concat"):
+    """Run a recurrent layer forwards and backwards in time over the same input; see the
+    module docstring."""
+    if not isinstance(layer, RecurrentLayer):
+        raise TypeError("Bidirectional: expected a recurrent layer made by SimpleRNN, LSTM or "
+                        f"GRU, got {type(layer).__name__}")
+    if merge not in ("concat", "sum", "ave"):
+        raise ValueError(f"Bidirectional: merge must be 'concat', 'sum' or 'ave', got {merge!r}")
+    fw, bw = layer, layer.rebuild(reverse=not layer.config["reverse"])
+    seqs, with_state = layer.config["return_sequences"], layer.config["return_state"]
+    H = layer.config["units"]
+    what = f"Bidirectional({layer._ctor.__name__}({H}))"
+
+    def init(key, in_shape, dtype=np.float32):
+        kf, kb = split(key)
+        shape, pf = fw.init(kf, in_shape, dtype)
+        _, pb = bw.init(kb, in_shape, dtype)
+        if merge == "concat":
+            shape = shape[:-1] + (2 * shape[-1],)
+        return shape, {"forward": pf, "backward": pb}
+
+    def _merge(a, b):
+        va, lengths, padding = _unwrap(a)
+        vb = _unwrap(b)[0]
+        if merge == "concat":
+            m = np.concatenate([va, vb], axis=-1)
+        elif merge == "sum":
+            m = va + vb
+        else:
+            m = (va + vb) * va.dtype.type(0.5)
+        return _rewrap(m, lengths, padding)
+
+    def _split_dy(d):
+        if d is None:
+            return None, None
+        v, lengths, padding = _unwrap(d)
+        if merge == "concat":
+            if v.shape[-1] != 2 * H:
+                raise ValueError(f"{what} backward: dy must have {2 * H} features, got "
+                                 f"{v.shape}")
+            return np.ascontiguousarray(v[..., :H]), np.ascontiguousarray(v[..., H:])
+        if merge == "ave":
+            v = v * v.dtype.type(0.5)
+        return v, v
+
+    def forward(params, x, *, key=None, train=False):
+        if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
+            raise ValueError(f"{what}: params must be {{'forward': ..., 'backward': ...}}, got "
+                             f"{sorted(params) if isinstance(params, dict) else params!r}")
+        given = isinstance(x, tuple) and not isinstance(x, Padded)
+        if given:
+            if len(x) != 2 or not (isinstance(x[1], (tuple, list)) and len(x[1]) == 2):
+                raise TypeError(f"{what}: an initial state must be given as "
+                                "(inputs, (state_forward, state_backward))")
+            xf, xb = (x[0], x[1][0]), (x[0], x[1][1])
+        else:
+            xf = xb = x
+        of, cf = fw.forward(params["forward"], xf, key=key, train=train)
+        ob, cb = bw.forward(params["backward"], xb, key=key, train=train)
+        if with_state:
+            out = (_merge(of[0], ob[0]), (of[1], ob[1]))
+        else:
+            out = _merge(of, ob)
+        return out, (cf, cb, given)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        cf, cb, given = cache
+        if with_state:
+            if not (isinstance(dy, tuple) and not isinstance(dy, Padded) and len(dy) == 2):
+                raise TypeError(f"{what} backward: with return_state=True, dy must be a pair "
+                                "(d_output, (d_state_forward, d_state_backward))")
+            dout, dstate = dy
+            dsf, dsb = dstate if dstate is not None else (None, None)
+            df, db = _split_dy(dout)
+            df, db = (df, dsf), (db, dsb)
+        else:
+            df, db = _split_dy(dy)
+        dxf, gf = fw.backward(params["forward"], cf, df, need_dx=need_dx)
+        dxb, gb = bw.backward(params["backward"], cb, db, need_dx=need_dx)
+        grads = {"forward": gf, "backward": gb}
+        if given:
+            dx = None if dxf[0] is None else dxf[0] + dxb[0]
+            return (dx, (dxf[1], dxb[1])), grads
+        return (None if dxf is None else dxf + dxb), grads
+
+    return Layer(init, forward, backward)
+
+
+def TimeDistributed(layer):
+    """Apply a per-example layer to every time step: (B, T, *in) -> (B, T, *out)."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"TimeDistributed: expected a Layer, got {type(layer).__name__}")
+    inner_init, inner_fwd, inner_bwd = layer
+
+    def init(key, in_shape, dtype=np.float32):
+        in_shape = tuple(in_shape)
+        if len(in_shape) < 2:
+            raise ValueError(f"TimeDistributed: expected an input shape (time, ...), got "
+                             f"{in_shape}")
+        out, params = inner_init(key, in_shape[1:], dtype)
+        return (in_shape[0],) + tuple(out), params
+
+    def forward(params, x, *, key=None, train=False):
+        v, lengths, padding = _unwrap(x)
+        if not isinstance(v, np.ndarray) or v.ndim < 3:
+            raise ValueError("TimeDistributed: expected an input (batch, time, ...), got "
+                             f"{getattr(v, 'shape', type(v).__name__)}")
+        B, T = v.shape[:2]
+        y, cache = inner_fwd(params, v.reshape((B * T,) + v.shape[2:]), key=key, train=train)
+        return _rewrap(y.reshape((B, T) + y.shape[1:]), lengths, padding), (cache, B, T)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        c, B, T = cache
+        dy = _unwrap(dy)[0]
+        if not isinstance(dy, np.ndarray) or dy.shape[:2] != (B, T):
+            raise ValueError(f"TimeDistributed backward: dy must start with ({B}, {T}), got "
+                             f"{getattr(dy, 'shape', type(dy).__name__)}")
+        dx, grads = inner_bwd(params, c, np.ascontiguousarray(dy).reshape((B * T,) + dy.shape[2:]),
+                              need_dx=need_dx)
+        return (None if dx is None else dx.reshape((B, T) + dx.shape[1:])), grads
+
+    return Layer(init, forward, backward)
