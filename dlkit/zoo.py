@@ -21,4 +21,10 @@ def mlp():
     return model, scaled, (28, 28)
 
 
-MODELS = {"mlp": mlp}
+def lstm():
+    """Row-by-row LSTM: each 28x28 image as 28 steps of 28 pixels, LSTM 128, Dense 10."""
+    model = nn.serial(("lstm", L.LSTM(128)), ("fc", L.Dense(10)))
+    return model, scaled, (28, 28)
+
+
+MODELS = {"mlp": mlp, "lstm": lstm}
