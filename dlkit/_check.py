@@ -5,16 +5,39 @@ Messages say what was wrong, what was expected and what was received, e.g.
 """
 import numpy as np
 
+from .device import is_device_array
+
 FLOATS = (np.float32, np.float64)
 
 
 def floating(x, what):
-    """x as a C-contiguous float32/float64 array; raises TypeError for anything else."""
+    """x as a C-contiguous float32/float64 array (numpy, or a numba CUDA device array, which
+    must already be C-contiguous: checked without copying it); TypeError for anything else."""
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array, got {type(x).__name__}")
+        if is_device_array(x):
+            if x.dtype.type not in FLOATS:
+                raise TypeError(f"{what}: expected dtype float32 or float64, got {x.dtype}")
+            return contiguous(x, what)
+        raise TypeError(f"{what}: expected a numpy array or a CUDA device array, got "
+                        f"{type(x).__name__}")
     if x.dtype.type not in FLOATS:
         raise TypeError(f"{what}: expected dtype float32 or float64, got {x.dtype}")
     return np.ascontiguousarray(x)
+
+
+def contiguous(a, what="array"):
+    """a C-contiguous: a copy for a strided numpy array; a device array must already be."""
+    if type(a) is np.ndarray:
+        return np.ascontiguousarray(a)
+    if not a.is_c_contiguous():
+        raise ValueError(f"{what}: device arrays must be C-contiguous, got shape {a.shape} "
+                         f"strides {a.strides}; copy it into a contiguous device array")
+    return a
+
+
+def is_array(a):
+    """A numpy array or a CUDA device array."""
+    return isinstance(a, np.ndarray) or is_device_array(a)
 
 
 def ndim(x, n, what, layout=None):
@@ -40,7 +63,7 @@ def params(p, names, what):
         raise ValueError(f"{what}: params keys {sorted(p)} do not match the expected "
                        f"{sorted(names)} (missing {missing}, extra {extra})")
     for n in names:
-        if not isinstance(p[n], np.ndarray) or p[n].dtype.type not in FLOATS:
+        if not is_array(p[n]) or p[n].dtype.type not in FLOATS:
             raise TypeError(f"{what}: param {n!r} must be a float32/float64 ndarray, got "
                             f"{getattr(p[n], 'dtype', type(p[n]).__name__)}")
 
@@ -51,7 +74,17 @@ def shape(a, expected, what):
 
 
 def labels(y, n_classes, n, what):
-    """Integer class labels of length n in [0, n_classes): returns them as an int64 array."""
+    """Integer class labels of length n in [0, n_classes): returns them as an int64 array.
+
+    Device labels are checked for dtype and shape only (no host copy); the loss kernel checks
+    their range where they are and the loss reports the first bad one."""
+    if is_device_array(y):
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{what}: labels must be integers, got dtype {y.dtype}")
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(f"{what}: expected labels of shape ({n},) to match the batch of "
+                             f"{n}, got shape {tuple(y.shape)}")
+        return contiguous(y, what)
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
         raise TypeError(f"{what}: labels must be integers, got dtype {y.dtype}")

@@ -10,15 +10,17 @@ survive any error.  grads, state and params are checked for matching keys, shape
 before any kernel runs.  ``lr`` is a number or a schedule ``fn(step) -> lr`` (step = updates
 done so far): ``constant``, ``step_decay``, ``cosine``.  ``l2`` adds l2*p to the gradient
 (classic weight decay), ``l1`` adds l1*sign(p); AdamW's ``weight_decay`` is decoupled.
+
+Params, grads and state on the GPU (``dlkit.device.to_device``) run kernels.cuda.optim (the
+backend follows the arrays); the step counter stays a host scalar, so an update makes no host
+copies.
 """
 import math
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from kernels.cpu import optim as K
-
-from . import tree
+from . import device, tree
 
 
 class Optimizer(NamedTuple):
@@ -70,8 +72,9 @@ def _check_like(what, tree_, params, path=""):
             _check_like(what, tree_[k], params[k], f"{path}{k}/")
         return
     a, p = tree_, params
-    if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
-        got = f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+    is_array = isinstance(a, np.ndarray) or device.is_device_array(a)
+    if not is_array or a.shape != p.shape or a.dtype != p.dtype:
+        got = f"{a.shape} {a.dtype}" if is_array else type(a).__name__
         raise ValueError(f"{what}[{path[:-1]!r}]: expected shape {p.shape} dtype {p.dtype}, "
                          f"got {got}")
 
@@ -86,12 +89,13 @@ def _check_state(state, params, slots, name):
 
 
 def _make(name, slots, kernel, hyper, lr):
-    """An Optimizer whose per-array kernel maps (g, p, *slot_arrays, lr, step) to
-    (u, *new_slot_arrays) on flat arrays."""
+    """An Optimizer whose per-array kernel maps (K, g, p, *slot_arrays, lr, step) to
+    (u, *new_slot_arrays) on flat arrays; K is kernels.cpu.optim or kernels.cuda.optim,
+    whichever matches where the arrays live."""
     schedule = _schedule(lr)
 
     def init(params):
-        state = {s: tree.map(np.zeros_like, params) for s in slots}
+        state = {s: tree.map(device.zeros_like, params) for s in slots}
         state["step"] = np.zeros((), np.int64)
         return state
 
@@ -102,7 +106,8 @@ def _make(name, slots, kernel, hyper, lr):
         rate = float(schedule(step))
 
         def leaf(p, g, *ss):
-            return kernel(g.reshape(-1), p.reshape(-1), *(a.reshape(-1) for a in ss), rate,
+            K = device.kernels("optim", p, g, *ss, what=name)
+            return kernel(K, g.reshape(-1), p.reshape(-1), *(a.reshape(-1) for a in ss), rate,
                           step + 1)
         out = tree.map(leaf, params, grads, *(state[s] for s in slots))
         new = {s: tree.map(lambda p, o, i=i: o[i].reshape(p.shape), params, out)
@@ -116,13 +121,20 @@ def _make(name, slots, kernel, hyper, lr):
 def apply_updates(params, updates):
     """params + updates, leaf by leaf (new arrays)."""
     _check_like("updates", updates, params)
-    return tree.map(np.add, params, updates)
+    return tree.map(_add, params, updates)
+
+
+def _add(p, u):
+    if type(p) is np.ndarray and type(u) is np.ndarray:
+        return p + u
+    K = device.kernels("optim", p, u, what="apply_updates")
+    return K.apply_update(p.reshape(-1), u.reshape(-1)).reshape(p.shape)
 
 
 # ---------------------------------------------------------------- the optimizers
 def sgd(lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0):
     """SGD with optional (Nesterov) momentum, as torch.optim.SGD."""
-    def kernel(g, p, v, rate, step):
+    def kernel(K, g, p, v, rate, step):
         return K.sgd_update(g, p, v, rate, momentum, nesterov, l2, l1)
     return _make("sgd", ("v",), kernel,
                  dict(momentum=momentum, nesterov=nesterov, l2=l2, l1=l1), lr)
@@ -130,7 +142,7 @@ def sgd(lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0):
 
 def adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, name="adam"):
     """Adam (Kingma & Ba) as torch.optim.Adam; weight_decay > 0 gives AdamW's decoupled decay."""
-    def kernel(g, p, m, v, rate, step):
+    def kernel(K, g, p, m, v, rate, step):
         return K.adam_update(g, p, m, v, rate, b1, b2, eps, step, weight_decay, l2, l1)
     return _make(name, ("m", "v"), kernel,
                  dict(b1=b1, b2=b2, eps=eps, l2=l2, l1=l1, weight_decay=weight_decay), lr)
@@ -143,7 +155,7 @@ def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2):
 
 def rmsprop(lr=1e-2, rho=0.99, eps=1e-8, momentum=0.0, l2=0.0, l1=0.0):
     """RMSprop as torch.optim.RMSprop (alpha=rho, centered=False)."""
-    def kernel(g, p, s, b, rate, step):
+    def kernel(K, g, p, s, b, rate, step):
         return K.rmsprop_update(g, p, s, b, rate, rho, eps, momentum, l2, l1)
     return _make("rmsprop", ("s", "b"), kernel,
                  dict(rho=rho, eps=eps, momentum=momentum, l2=l2, l1=l1), lr)

@@ -1,10 +1,14 @@
-"""Dense, activations, Flatten and Dropout layers (kernels: kernels.cpu.dense, .activations)."""
+"""Dense, activations, Flatten and Dropout layers (kernels: kernels.cpu.dense, .activations).
+
+Each call runs the kernels where its arrays live (``dlkit.device.kernels``): numpy arrays on
+the CPU, numba CUDA device arrays on the GPU."""
 import numpy as np
 
 from kernels.cpu import activations as K
 from kernels.cpu import dense as D
 
 from .. import _check as chk
+from .. import device
 from .. import init as initializers
 from ..random import generator, split
 from .base import Layer, no_params
@@ -47,14 +51,16 @@ def Dense(units, activation=None, W_init="glorot_uniform", b_init="zeros"):
             raise ValueError(f"{what}: input has {x.shape[1]} features, expected {W.shape[0]} "
                              f"(x.shape={x.shape}, W.shape={W.shape})")
         chk.same_dtype(what, x=x, W=W, b=b)
-        y = D.dense_forward(x, np.ascontiguousarray(W), np.ascontiguousarray(b), act)
+        K = device.kernels("dense", x, W, b, what=what)
+        y = K.dense_forward(x, chk.contiguous(W, what), chk.contiguous(b, what), act)
         return y, (x, y)
 
     def backward(params, cache, dy, *, need_dx=True):
         x, y = cache
         dy = _grad_like(dy, y, what)
-        dx, dW, db = D.dense_backward(x, np.ascontiguousarray(params["W"]), y, dy, act,
-                                      bool(need_dx))
+        W = params["W"]
+        K = device.kernels("dense", x, W, dy, what=what)
+        dx, dW, db = K.dense_backward(x, chk.contiguous(W, what), y, dy, act, bool(need_dx))
         return (dx if need_dx else None), {"W": dW, "b": db}
 
     return Layer(init, forward, backward)
@@ -75,13 +81,15 @@ def _elementwise(name, act, alpha=0.0):
     def forward(params, x, *, key=None, train=False):
         chk.params(params, (), what)
         x = chk.floating(x, f"{what} input")
-        y = K.activation_forward(x.reshape(-1), act, alpha).reshape(x.shape)
+        A = device.kernels("activations", x, what=what)
+        y = A.activation_forward(x.reshape(-1), act, alpha).reshape(x.shape)
         return y, (x, y)
 
     def backward(params, cache, dy, *, need_dx=True):
         x, y = cache
         dy = _grad_like(dy, y, what)
-        dx = K.activation_backward(x.reshape(-1), y.reshape(-1), dy.reshape(-1), act, alpha)
+        A = device.kernels("activations", x, dy, what=what)
+        dx = A.activation_backward(x.reshape(-1), y.reshape(-1), dy.reshape(-1), act, alpha)
         return dx.reshape(x.shape), {}
 
     return Layer(no_params, forward, backward)
@@ -112,11 +120,12 @@ def _softmax(name, log):
         chk.params(params, (), name)
         x = chk.floating(x, f"{name} input")
         chk.ndim(x, 2, f"{name} input", "batch, classes")
-        y = K.softmax_forward(x, log)
+        y = device.kernels("activations", x, what=name).softmax_forward(x, log)
         return y, y
 
     def backward(params, y, dy, *, need_dx=True):
-        return K.softmax_backward(y, _grad_like(dy, y, name), log), {}
+        dy = _grad_like(dy, y, name)
+        return device.kernels("activations", y, dy, what=name).softmax_backward(y, dy, log), {}
 
     return Layer(no_params, forward, backward)
 
@@ -165,13 +174,18 @@ def Dropout(rate):
             raise ValueError(f"{what}: training mode needs a key (forward(..., key=k, "
                              "train=True)) to draw the mask")
         keep = (generator(key).random(x.size, dtype=np.float32) >= rate).view(np.uint8)
-        y = K.dropout_forward(x.reshape(-1), keep, 1.0 / (1.0 - rate))
+        if device.on_device(x):     # the mask is drawn on the host: one copy to the device
+            keep = device.upload(keep)
+        A = device.kernels("activations", x, keep, what=what)
+        y = A.dropout_forward(x.reshape(-1), keep, 1.0 / (1.0 - rate))
         return y.reshape(x.shape), keep
 
     def backward(params, keep, dy, *, need_dx=True):
         if keep is None:
             return dy, {}
-        dx = K.dropout_backward(np.ascontiguousarray(dy).reshape(-1), keep, 1.0 / (1.0 - rate))
+        dy = chk.contiguous(dy, f"{what} backward dy")
+        A = device.kernels("activations", dy, keep, what=what)
+        dx = A.dropout_backward(dy.reshape(-1), keep, 1.0 / (1.0 - rate))
         return dx.reshape(dy.shape), {}
 
     return Layer(no_params, forward, backward)

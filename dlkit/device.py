@@ -1,0 +1,157 @@
+"""Where arrays live, and which kernels run on them.
+
+The backend follows the arrays (DESIGN.md): NumPy arrays run ``kernels.cpu``, numba CUDA device
+arrays run ``kernels.cuda``.  There is no global switch; move the data and the same
+``forward`` / ``backward`` / ``opt.update`` code runs on the GPU:
+
+    from dlkit import device
+    params, state = device.to_device(params), device.to_device(state)
+    x, y = device.to_device(xb), device.to_device(yb)         # per batch
+    ...                                                       # the usual step
+    params = device.to_host(params)                           # to save, plot, ...
+
+    to_device(tree)          numpy arrays (in dicts, lists, tuples) -> device arrays; 0-d
+                             arrays (the optimizer's step counter) and non-arrays stay on the
+                             host, since the host reads them every step
+    to_host(tree)            device arrays -> numpy arrays; everything else as it is
+    is_device_array(a)       a numba CUDA device array (or the simulator's stand-in)?
+    kernels(family, *arrays) kernels.cpu.<family> or kernels.cuda.<family> for these arrays;
+                             TypeError when host and device arrays are mixed
+    cuda()                   numba.cuda, or a RuntimeError naming what to install
+    available()              (True, "") or (False, why) without raising
+
+On a machine without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the CUDA kernels in numba's
+simulator (slow, for tests).  ``numba.cuda`` is imported only when a device is first used, so
+CPU-only work never pays for it.
+"""
+import importlib
+import os
+
+import numpy as np
+
+INSTALL_HINT = (
+    "install the CUDA extra with `pip install -e \".[cuda]\"` (numba-cuda) plus the CUDA "
+    "toolkit libraries for your driver, e.g. `pip install \"numba-cuda[cu12]\"` (CUDA 12 "
+    "drivers) or `pip install \"numba-cuda[cu13]\"` (CUDA 13), on a machine with an NVIDIA "
+    "GPU and driver; or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in numba's "
+    "(slow) simulator")
+
+_modules = {}
+_cpu = {}
+_ndarray = np.ndarray
+
+
+def is_device_array(a):
+    """True for numba CUDA device arrays (``DeviceNDArray``, or the simulator's
+    ``FakeCUDAArray``): both mark their class with ``__cuda_ndarray__``."""
+    return getattr(type(a), "__cuda_ndarray__", False) is True
+
+
+def cuda():
+    """The ``numba.cuda`` module, checked to be usable: a GPU with its driver, or the
+    simulator.  Raises RuntimeError naming what to install otherwise."""
+    try:
+        from numba import cuda as numba_cuda
+    except ImportError as e:
+        raise RuntimeError(f"CUDA was asked for but numba.cuda cannot be imported ({e}); "
+                           f"{INSTALL_HINT}") from None
+    if "simulator" in numba_cuda.device_array.__module__:
+        return numba_cuda
+    try:
+        ok = numba_cuda.is_available()
+    except Exception as e:  # pragma: no cover - depends on the driver
+        ok, why = False, str(e)
+    else:
+        why = "no CUDA GPU or driver was found"
+    if not ok:
+        sim = os.environ.get("NUMBA_ENABLE_CUDASIM")
+        extra = (" (NUMBA_ENABLE_CUDASIM is set, but numba.cuda was imported before it was)"
+                 if sim and sim != "0" else "")
+        raise RuntimeError(f"CUDA was asked for but {why}{extra}; {INSTALL_HINT}")
+    return numba_cuda
+
+
+def available():
+    """(True, "") when CUDA kernels can run here (a GPU, or the simulator), else (False, why)."""
+    try:
+        cuda()
+    except RuntimeError as e:
+        return False, str(e)
+    return True, ""
+
+
+def _module(on_device, family):
+    key = (on_device, family)
+    mod = _modules.get(key)
+    if mod is None:
+        if on_device:
+            cuda()
+        mod = _modules[key] = importlib.import_module(
+            f"kernels.{'cuda' if on_device else 'cpu'}.{family}")
+    return mod
+
+
+def kernels(family, *arrays, what=None):
+    """The kernel module of ``family`` ("dense", "activations", "losses", "optim", ...) for
+    ``arrays``: kernels.cpu.<family> when they are numpy arrays, kernels.cuda.<family> when
+    they are device arrays.  Raises TypeError when they are mixed."""
+    for a in arrays:                    # the CPU path: a type check per array, one lookup
+        if type(a) is not _ndarray:
+            break
+    else:
+        mod = _cpu.get(family)
+        if mod is None:
+            mod = _cpu[family] = _module(False, family)
+        return mod
+    where = ["device" if is_device_array(a) else "host" for a in arrays]
+    if "host" in where and "device" in where:
+        got = ", ".join(f"#{i}: {w} ({type(a).__name__} {getattr(a, 'shape', '')})"
+                        for i, (w, a) in enumerate(zip(where, arrays)))
+        raise TypeError(f"{what or family}: mixed host (numpy) and device (CUDA) arrays "
+                        f"({got}); move params, optimizer state and batches together with "
+                        f"dlkit.device.to_device(...)")
+    return _module("device" in where, family)
+
+
+def on_device(a):
+    """True when a is a device array (for API code that branches on where data lives)."""
+    return type(a) is not np.ndarray and is_device_array(a)
+
+
+def _map(fn, tree):
+    if isinstance(tree, dict):
+        return {k: _map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+        return type(tree)(_map(fn, v) for v in tree)
+    return fn(tree)
+
+
+def to_device(tree):
+    """A copy of ``tree`` with every numpy array of one or more dimensions on the GPU.
+
+    Arrays are made C-contiguous first.  0-d arrays (the optimizer's step counter), Python
+    scalars and arrays already on the device are left as they are."""
+    cu = cuda()
+
+    def move(a):
+        if isinstance(a, np.ndarray) and a.ndim > 0:
+            return cu.to_device(np.ascontiguousarray(a))
+        return a
+    return _map(move, tree)
+
+
+def to_host(tree):
+    """A copy of ``tree`` with every device array copied back into a numpy array."""
+    return _map(lambda a: a.copy_to_host() if is_device_array(a) else a, tree)
+
+
+def zeros_like(a):
+    """Zeros with a's shape and dtype, where a lives (filled on the device for device arrays)."""
+    if type(a) is np.ndarray or not is_device_array(a):
+        return np.zeros_like(a)
+    return _module(True, "optim").zeros(a.shape, a.dtype)
+
+
+def upload(a):
+    """``a`` on the device (one host-to-device copy for a numpy array)."""
+    return a if is_device_array(a) else cuda().to_device(np.ascontiguousarray(a))
