@@ -28,7 +28,9 @@ row-major order within the window, and NaNs propagate.  Average pooling divides 
 ``count_include_pad`` (PyTorch's default) and by the number of input elements in the window
 otherwise.
 
-Every forward checks its input and params on the host and raises ValueError/TypeError saying
+Inputs may be non-contiguous (they are made C-contiguous) or read-only (copied, so the
+kernels are not compiled a second time for read-only arrays).  Every forward checks its input
+and params on the host and raises ValueError/TypeError saying
 what was expected and what was received before any kernel runs.
 """
 import numpy as np
@@ -102,8 +104,14 @@ def _image_shape(in_shape, what):
     return shape
 
 
+def _own(a):
+    """a, or a writeable copy when a is read-only: Numba compiles a separate specialization of
+    every kernel for read-only arrays (seconds each), and a copy is cheaper than that."""
+    return a if a.flags.writeable else a.copy()
+
+
 def _check_image(x, what):
-    x = chk.floating(x, f"{what} input")
+    x = _own(chk.floating(x, f"{what} input"))
     chk.ndim(x, 4, f"{what} input", "N, C, H, W")
     if min(x.shape[1:]) < 1:
         raise ValueError(f"{what}: expected non-empty images (C, H, W >= 1), got "
@@ -112,7 +120,7 @@ def _check_image(x, what):
 
 
 def _grad_like(dy, y, what):
-    dy = chk.floating(dy, f"{what} backward dy")
+    dy = _own(chk.floating(dy, f"{what} backward dy"))
     if dy.shape != y.shape or dy.dtype != y.dtype:
         raise ValueError(f"{what} backward: dy must match the forward output "
                          f"{y.shape} {y.dtype}, got {dy.shape} {dy.dtype}")
@@ -187,12 +195,12 @@ def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, acti
             if b.shape != (filters,):
                 raise ValueError(f"{what}: expected b of shape ({filters},), got b{b.shape}")
             chk.same_dtype(what, x=x, W=Wt, b=b)
-            b = np.ascontiguousarray(b)
+            b = _own(np.ascontiguousarray(b))
         else:
             chk.same_dtype(what, x=x, W=Wt)
             b = np.zeros(filters, x.dtype)
         pt, pl, OH, OW = geometry(C, H, Wd)
-        Wt = np.ascontiguousarray(Wt)
+        Wt = _own(np.ascontiguousarray(Wt))
         y = KC.conv2d_forward(x, Wt, b, s[0], s[1], pt, pl, d[0], d[1], groups, OH, OW, act,
                               algo)
         return y, (x, y, pt, pl)
@@ -200,8 +208,9 @@ def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, acti
     def backward(params, cache, dy, *, need_dx=True):
         x, y, pt, pl = cache
         dy = _grad_like(dy, y, what)
-        dx, dW, db = KC.conv2d_backward(x, np.ascontiguousarray(params["W"]), y, dy, s[0], s[1],
-                                        pt, pl, d[0], d[1], groups, act, bool(need_dx), algo)
+        Wt = _own(np.ascontiguousarray(params["W"]))
+        dx, dW, db = KC.conv2d_backward(x, Wt, y, dy, s[0], s[1], pt, pl, d[0], d[1], groups,
+                                        act, bool(need_dx), algo)
         grads = {"W": dW, "b": db} if use_bias else {"W": dW}
         return (dx if need_dx else None), grads
 

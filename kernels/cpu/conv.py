@@ -60,6 +60,10 @@ _COLS_BUDGET = 1 << 21
 _PARTIALS_BUDGET = 1 << 23
 
 # Flags that keep NaN/Inf semantics (DESIGN.md); "reassoc" lets LLVM vectorise the reductions.
+# A vectorised reduction sums in a different order from its scalar fallback, and LLVM picks
+# between them at run time when the loop also stores (memory-overlap checks on the addresses),
+# which would make results depend on where buffers happen to lie.  So every reduction loop here
+# is a pure reduction: loads and accumulators only, no stores.
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
@@ -211,12 +215,12 @@ def _wide_grad(dy, y, n, co, act, Wp, M, gw):
     z = dy.dtype.type(0)
     for i in range(gw.shape[0]):
         gw[i] = z
-    s = z
     for oh in range(OH):
         for ow in range(OW):
-            v = dy[n, co, oh, ow] * _activation_grad(y[n, co, oh, ow], act)
-            gw[M + oh * Wp + ow] = v
-            s += v
+            gw[M + oh * Wp + ow] = dy[n, co, oh, ow] * _activation_grad(y[n, co, oh, ow], act)
+    s = z
+    for i in range(M, M + (OH - 1) * Wp + OW):    # a pure reduction: see _FM
+        s += gw[i]
     return s
 
 
@@ -478,7 +482,8 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
             pw = partW[c, grp]
             for j in range(cout_g):
                 partb[c, grp * cout_g + j] = 0
-            first = True
+                for r in range(K):
+                    pw[j, r] = 0
             for s0 in range(n0, n1, m):
                 ms = min(n1, s0 + m) - s0
                 L = ms * P
@@ -489,29 +494,22 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
                     _im2col(x, n, grp * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW,
                             cols, col0)
                     for j in range(cout_g):
-                        s = x.dtype.type(0)
                         for p in range(P):
                             v = dy3[n, grp, j, p] * _activation_grad(y3[n, grp, j, p], act)
                             gs[j, p] = v
                             gm[j, col0 + p] = v
-                            s += v
+                        s = x.dtype.type(0)
+                        for p in range(P):                  # a pure reduction: see _FM
+                            s += gs[j, p]
                         partb[c, grp * cout_g + j] += s
                     if need_dx:
                         np.dot(WT[grp], gs, dcols)
                         _col2im(dcols, dx, n, grp * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw,
                                 OH, OW)
-                if first:
-                    np.dot(gm, cols.T, pw)
-                    first = False
-                else:
-                    np.dot(gm, cols.T, tmp)
-                    for j in range(cout_g):
-                        for r in range(K):
-                            pw[j, r] += tmp[j, r]
-            if first:                                   # an empty chunk (never when nc <= N)
+                np.dot(gm, cols.T, tmp)             # this sub-batch's share of dW
                 for j in range(cout_g):
                     for r in range(K):
-                        pw[j, r] = 0
+                        pw[j, r] += tmp[j, r]
     dW = np.empty((Cout, Cg, KH, KW), dtype=x.dtype)
     dW3 = dW.reshape(groups, cout_g, K)
     db = np.empty(Cout, dtype=x.dtype)
