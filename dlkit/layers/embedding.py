@@ -19,7 +19,7 @@ from kernels.cpu import embedding as K
 from .. import _check as chk
 from ..random import generator
 from .base import Layer, no_params
-from .recurrent import Padded, _rewrap, _unwrap, step_ranges
+from .recurrent import Padded, _rewrap, _unwrap, kernel_array, step_ranges
 
 
 def _uniform_005(key, shape, dtype=np.float32):
@@ -41,7 +41,7 @@ def check_ids(ids, vocab_size, what):
                      else f"position {pos if len(pos) != 1 else pos[0]}")
             raise ValueError(f"{what}: token id {int(ids[pos])} at {where} is outside the "
                              f"vocabulary [0, {vocab_size}) of size {vocab_size}")
-    return np.ascontiguousarray(ids, dtype=np.int64)
+    return kernel_array(np.asarray(ids, dtype=np.int64))
 
 
 def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
@@ -78,14 +78,14 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
             raise ValueError(f"{what}: expected token ids of shape (batch, time), got "
                              f"{ids.shape}")
         step_ranges(lengths, padding, ids.shape[0], ids.shape[1], what)   # fail early
-        y = K.embedding_forward(ids.reshape(-1), np.ascontiguousarray(E))
+        y = K.embedding_forward(ids.reshape(-1), kernel_array(E))
         y = y.reshape(ids.shape + (D,))
         return _rewrap(y, lengths, padding), (ids, y.dtype)
 
     def backward(params, cache, dy, *, need_dx=True):
         ids, dtype = cache
         dy = _unwrap(dy)[0]
-        dy = chk.floating(dy, f"{what} backward dy")
+        dy = kernel_array(chk.floating(dy, f"{what} backward dy"))
         if dy.shape != ids.shape + (D,) or dy.dtype != dtype:
             raise ValueError(f"{what} backward: dy must have shape {ids.shape + (D,)} and "
                              f"dtype {dtype}, got {dy.shape} {dy.dtype}")
@@ -103,7 +103,7 @@ def SpatialDropout1D(rate):
     def forward(params, x, *, key=None, train=False):
         chk.params(params, (), what)
         v, lengths, padding = _unwrap(x)
-        v = chk.floating(v, f"{what} input")
+        v = kernel_array(chk.floating(v, f"{what} input"))
         chk.ndim(v, 3, f"{what} input", "batch, time, features")
         if not train or rate == 0.0:
             return x, None
@@ -120,7 +120,7 @@ def SpatialDropout1D(rate):
         if cache is None:
             return dy, {}
         keep, shape, dtype = cache
-        dy = chk.floating(dy, f"{what} backward dy")
+        dy = kernel_array(chk.floating(dy, f"{what} backward dy"))
         if dy.shape != shape or dy.dtype != dtype:
             raise ValueError(f"{what} backward: dy must have shape {shape} and dtype {dtype}, "
                              f"got {dy.shape} {dy.dtype}")

@@ -95,6 +95,13 @@ def step_ranges(lengths, padding, B, T, what):
     return np.ascontiguousarray(T - L), np.full(B, T, np.int64)
 
 
+def kernel_array(a):
+    """``a`` C-contiguous and writeable, as the kernels are compiled for: a read-only array is
+    another Numba type and would compile every kernel again (tens of seconds), so it is copied."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
 class RecurrentLayer(Layer):
     """A Layer that remembers its constructor and arguments (``config``), so that
     Bidirectional can build its time-reversed twin with ``rebuild(reverse=...)``."""
@@ -117,7 +124,7 @@ def _state_pair(state, what, B, H, dtype, n):
         if s is None:
             out.append(np.zeros((B, H), dtype))
             continue
-        s = chk.floating(s, f"{what} initial state {name}")
+        s = kernel_array(chk.floating(s, f"{what} initial state {name}"))
         if s.shape != (B, H) or s.dtype != dtype:
             raise ValueError(f"{what}: initial state {name} must have shape ({B}, {H}) and "
                              f"dtype {dtype}, got {s.shape} {s.dtype}")
@@ -129,7 +136,7 @@ def _grad_arg(g, shape, dtype, what):
     """A gradient argument: zeros for None, else checked (shape, dtype) and contiguous."""
     if g is None:
         return np.zeros(shape, dtype)
-    g = chk.floating(_unwrap(g)[0], what)
+    g = kernel_array(chk.floating(_unwrap(g)[0], what))
     if g.shape != tuple(shape) or g.dtype != dtype:
         raise ValueError(f"{what}: expected shape {tuple(shape)} and dtype {dtype}, got "
                          f"{g.shape} {g.dtype}")
@@ -173,7 +180,7 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
                                 f"(inputs, initial_state), got a tuple of {len(x)}")
             x, state = x
         v, lengths, padding = _unwrap(x)
-        v = chk.floating(v, f"{what} input")
+        v = kernel_array(chk.floating(v, f"{what} input"))
         if v.ndim != 3:
             hint = ("; a 2-D array is one feature vector per example: give sequences as "
                     "(batch, time, features), e.g. x[:, :, None] for one feature per step"
@@ -199,7 +206,7 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
         given = state is not None
         s0 = _state_pair(state if given else [None] * n_state if n_state == 2 else None,
                          what, B, H, v.dtype, n_state)
-        W, U, b = (np.ascontiguousarray(a) for a in (W, U, b))
+        W, U, b = (kernel_array(a) for a in (W, U, b))
         if cell == "rnn":
             y, hT, *kc = K.rnn_forward(v, W, U, b, s0[0], t0, t1, reverse, act)
             final = hT
@@ -207,7 +214,7 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
             y, hT, cT, *kc = K.lstm_forward(v, W, U, b, s0[0], s0[1], t0, t1, reverse)
             final = (hT, cT)
         else:
-            bh = np.ascontiguousarray(params["bh"])
+            bh = kernel_array(params["bh"])
             y, hT, *kc = K.gru_forward(v, W, U, b, bh, s0[0], t0, t1, reverse)
             final = hT
         out = _rewrap(y, lengths, padding) if return_sequences else hT
@@ -239,7 +246,7 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
             dys = np.zeros((B, 0, H), dtype)
             if dout is not None:
                 dhT = dhT + _grad_arg(dout, (B, H), dtype, f"{what} backward dy")
-        W, U = np.ascontiguousarray(params["W"]), np.ascontiguousarray(params["U"])
+        W, U = kernel_array(params["W"]), kernel_array(params["U"])
         nd = bool(need_dx)
         if cell == "rnn":
             dx, dW, dU, db, dh0 = K.rnn_backward(W, U, t0, t1, reverse, act, *kc, dys, dhT, nd)
