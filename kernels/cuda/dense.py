@@ -5,7 +5,7 @@ Shapes: x (N, I), W (I, O), b (O,), y (N, O); activation codes as in kernels.cpu
 Work to threads:
 
 * ``gemm``: the shared-memory tiled GEMM every matrix product here (and in conv) goes through.
-  C (M, N) = act(op(A) @ op(B) + bias), op = identity or transpose per operand, read in place
+  C (M, N) = act(alpha op(A) @ op(B) + bias), op = identity or transpose per operand, read in place
   (no transposed copies).  A block of 16x16 threads owns a 64x64 tile of C; the K axis is
   walked in 16-deep slices staged through shared memory (A slice 16x64, B slice 16x64).  Global
   loads are coalesced whichever way an operand is stored: consecutive threads read
@@ -70,8 +70,8 @@ def _gemm_kernel(dtype):
     nt = from_dtype(np.dtype(dtype))
 
     @cuda.jit
-    def gemm_kernel(A, B, C, bias, ta, tb, act):
-        """C = act(op(A) @ op(B) + bias); op(A) is (M, K), op(B) is (K, N)."""
+    def gemm_kernel(A, B, C, bias, ta, tb, act, alpha):
+        """C = act(alpha op(A) @ op(B) + bias); op(A) is (M, K), op(B) is (K, N)."""
         As = cuda.shared.array((BK, BM + _PAD), nt)
         Bs = cuda.shared.array((BK, BN + _PAD), nt)
         acc = cuda.local.array((RM, RN), nt)
@@ -126,7 +126,7 @@ def _gemm_kernel(dtype):
                 for j in range(RN):
                     n = col0 + tx + TX * j
                     if n < N:
-                        v = acc[i, j]
+                        v = acc[i, j] * alpha
                         if has_bias:
                             v += bias[n]
                         C[m, n] = _activate(v, act, one)
@@ -139,8 +139,9 @@ def _no_bias(dtype):
     return empty(0, dtype)
 
 
-def gemm(A, B, ta=False, tb=False, bias=None, act=ACT_NONE, out=None):
-    """act(op(A) @ op(B) + bias) as a new (M, N) device array (or into ``out``).
+def gemm(A, B, ta=False, tb=False, bias=None, act=ACT_NONE, out=None, alpha=1.0):
+    """act(alpha op(A) @ op(B) + bias) as a new (M, N) device array (or into ``out``, a
+    C-contiguous (M, N) device array or row block of one).
 
     A (M, K) or, with ``ta``, (K, M); B (K, N) or, with ``tb``, (N, K); bias (N,) or None.
     """
@@ -151,7 +152,8 @@ def gemm(A, B, ta=False, tb=False, bias=None, act=ACT_NONE, out=None):
         return C
     bias = _no_bias(A.dtype) if bias is None else bias
     grid = (cdiv(N, BN), cdiv(M, BM))
-    _gemm_kernel(A.dtype)[grid, (TX, TY)](A, B, C, bias, bool(ta), bool(tb), act)
+    _gemm_kernel(A.dtype)[grid, (TX, TY)](A, B, C, bias, bool(ta), bool(tb), act,
+                                          A.dtype.type(alpha))
     return C
 
 
