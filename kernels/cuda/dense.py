@@ -236,3 +236,44 @@ def dense_backward(x, W, y, dy, act, need_dx):
     dx = gemm(g, W, tb=True) if need_dx else empty((0, I), x.dtype)
     dW = gemm(x, g, ta=True)
     return dx, dW, db
+
+
+@functools.lru_cache(maxsize=None)
+def _colsum_kernel(dtype):
+    nt = from_dtype(np.dtype(dtype))
+
+    @cuda.jit
+    def colsum_part(a, part):
+        """part[c, j] = sum of a[n, j] over row chunk c (block: 32 columns x 8 rows)."""
+        red = cuda.shared.array((CB_Y, CB_X), nt)
+        N, O = a.shape
+        R = part.shape[0]
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        j = cuda.blockIdx.x * CB_X + tx
+        c = cuda.blockIdx.y
+        s = nt(0)
+        if j < O:
+            for n in range(c * N // R + ty, (c + 1) * N // R, CB_Y):
+                s += a[n, j]
+        red[ty, tx] = s
+        cuda.syncthreads()
+        if ty == 0 and j < O:
+            t = red[0, tx]
+            for r in range(1, CB_Y):
+                t += red[r, tx]
+            part[c, j] = t
+
+    return colsum_part
+
+
+def colsum(a):
+    """Column sums of a (N, O) -> (O,), two-pass and deterministic (as ``grad_colsum``)."""
+    N, O = a.shape
+    out = empty(O, a.dtype)
+    if O == 0:
+        return out
+    R = n_chunks(N)
+    part = empty((R, O), a.dtype)
+    _colsum_kernel(a.dtype)[(cdiv(O, CB_X), R), (CB_X, CB_Y)](a, part)
+    _sum_chunks[cdiv(O, 128), 128](part, out)
+    return out
