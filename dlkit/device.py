@@ -18,6 +18,8 @@ arrays run ``kernels.cuda``.  There is no global switch; move the data and the s
     kernels(family, *arrays) kernels.cpu.<family> or kernels.cuda.<family> for these arrays;
                              TypeError when host and device arrays are mixed
     cuda()                   numba.cuda, or a RuntimeError naming what to install
+    all_finite(arrays)       no NaN/inf in any of them (device: one byte read back)
+    on_device_tree(tree)     any leaf on the device?
     available()              (True, "") or (False, why) without raising
 
 On a machine without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the CUDA kernels in numba's
@@ -150,6 +152,25 @@ def zeros_like(a):
     if type(a) is np.ndarray or not is_device_array(a):
         return np.zeros_like(a)
     return _module(True, "optim").zeros(a.shape, a.dtype)
+
+
+def all_finite(arrays):
+    """True if no array in ``arrays`` (all numpy, or all device arrays) holds a NaN or an inf.
+    For device arrays: one flag kernel per array and a one-byte read-back."""
+    arrays = list(arrays)
+    if all(type(a) is np.ndarray for a in arrays):
+        return all(np.isfinite(np.add.reduce(a, axis=None)) or np.isfinite(a).all()
+                   for a in arrays)
+    return not _module(True, "optim").nonfinite_flag(arrays).copy_to_host()[0]
+
+
+def on_device_tree(tree):
+    """True if any leaf of ``tree`` (dicts, lists, tuples) is a device array."""
+    if isinstance(tree, dict):
+        return any(on_device_tree(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return any(on_device_tree(v) for v in tree)
+    return is_device_array(tree)
 
 
 def upload(a):

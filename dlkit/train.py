@@ -14,6 +14,12 @@ store params, optimizer state, the step, epoch, batch and running epoch sums, so
 from any checkpoint ends bit for bit where an uninterrupted run with the same seed ends.
 
 ``evaluate(model, params, X, Y, loss_fn=..., prepare=...)`` -> (loss, accuracy, predictions).
+
+Device training: pass params moved with ``dlkit.device.to_device`` and the whole loop runs on
+the GPU (the backend follows the arrays).  Each batch is prepared on the host and copied to
+the device; per step the host reads back the loss, a one-byte finiteness flag of the
+gradients and the outputs for the accuracy; checkpoints are written from host copies, and
+the result's params and optimizer state stay on the device.
 """
 import time
 from typing import NamedTuple
@@ -22,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import losses, nn, tree
+from . import device, losses, nn, tree
 from .optim import apply_updates
 from .data import batching
 from .random import fold_in
@@ -49,10 +55,14 @@ def evaluate(model, params, X, Y, *, loss_fn=losses.softmax_cross_entropy, prepa
     """Mean loss, accuracy and predictions of ``model`` on (X, Y), in eval mode."""
     _, forward, _ = model
     total, preds = 0.0, []
+    on_dev = device.on_device_tree(params)
     for xb, yb in batching.batches(X, Y, batch_size):
-        out, _ = forward(params, prepare(xb) if prepare else xb, train=False)
+        x = prepare(xb) if prepare else xb
+        if on_dev:
+            x = device.to_device(x)
+        out, _ = forward(params, x, train=False)
         total += loss_fn(out, yb)[0] * len(xb)
-        preds.append(predictions(out))
+        preds.append(predictions(device.to_host(out)))
     preds = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     return total / max(1, len(X)), float(np.mean(preds == np.asarray(Y).reshape(-1))), preds
 
@@ -62,8 +72,12 @@ def _check_finite(loss, grads, step, epoch, batch):
     if not np.isfinite(loss):
         bad = "the loss"
     else:
-        for name, g in tree.flatten(grads).items():
-            if not np.isfinite(np.add.reduce(g, axis=None)) and not np.isfinite(g).all():
+        flat = tree.flatten(grads)
+        if not all(type(g) is np.ndarray for g in flat.values()) and \
+                device.all_finite(flat.values()):
+            return                          # device grads: one flag for all, one byte back
+        for name, g in flat.items():
+            if not device.all_finite([g]):
                 bad = f"the gradient of {name!r}"
                 break
     if bad:
@@ -88,6 +102,7 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
     if len(X) != len(Y):
         raise ValueError(f"fit: X and Y have different lengths, {len(X)} and {len(Y)}")
     step_fn = nn.value_and_grad(model, loss_fn)
+    on_dev = device.on_device_tree(params)
     opt_state = opt.init(params) if opt_state is None else opt_state
     n_per_epoch = batching.n_batches(len(X), batch_size)
     history = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
@@ -98,7 +113,10 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
     if resume:
         if not checkpoint_dir:
             raise ValueError("fit: resume=True needs checkpoint_dir")
-        c = ckpt.restore(checkpoint_dir, like=params)
+        c = ckpt.restore(checkpoint_dir, like=device.to_host(params) if on_dev else params)
+        if c is not None and on_dev:
+            c = c._replace(params=device.to_device(c.params),
+                           opt_state=device.to_device(c.opt_state))
         if c is not None:
             m = c.meta
             if tuple(m.get("key", ())) != tuple(key):
@@ -111,11 +129,13 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
 
     def save():
         if checkpoint_dir:
-            ckpt.save(checkpoint_dir, step, params, opt_state, keep=keep, meta=dict(
+            meta = dict(
                 key=list(key), epoch=epoch, batch=start_batch, sums=sums, history=history,
                 best=best, since_best=since_best, monitor=monitor, optimizer=opt.name,
                 hyperparams=opt.hyperparams, batch_size=batch_size, epochs=epochs,
-                n_train=len(X), data_order=f"permutation(fold_in(key, {EPOCH_SALT}+epoch))"))
+                n_train=len(X), data_order=f"permutation(fold_in(key, {EPOCH_SALT}+epoch))")
+            ckpt.save(checkpoint_dir, step, device.to_host(params), device.to_host(opt_state),
+                      keep=keep, meta=meta)
 
     stop = False
     while epoch < epochs and not stop:
@@ -125,7 +145,10 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
                    disable=not progress, leave=False, mininterval=0.5)
         for xb, yb in batching.batches(X, Y, batch_size, key=order_key, start=start_batch):
             x = prepare(xb) if prepare else xb
-            loss, out, grads = step_fn(params, x, yb, key=fold_in(key, step))
+            yd = yb
+            if on_dev:
+                x, yd = device.to_device((x, yb))
+            loss, out, grads = step_fn(params, x, yd, key=fold_in(key, step))
             _check_finite(loss, grads, step, epoch, start_batch)
             if grad_transform is not None:
                 grads = grad_transform(grads)
@@ -134,7 +157,8 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
             step += 1
             start_batch += 1
             sums = [sums[0] + loss * len(xb),
-                    sums[1] + int(np.sum(predictions(out) == np.asarray(yb).reshape(-1))),
+                    sums[1] + int(np.sum(predictions(device.to_host(out))
+                                         == np.asarray(yb).reshape(-1))),
                     sums[2] + len(xb)]
             bar.update(1)
             if start_batch % 20 == 0:

@@ -39,6 +39,9 @@ def parse_args(argv=None):
                    help="train on the first N training images only (quick experiments)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to train: cuda keeps params, optimizer state and each batch on "
+                        "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator)")
     return p.parse_args(argv)
 
 
@@ -63,11 +66,21 @@ def main(argv=None):
                                                   random.fold_in(key, 0))
     model, prepare, in_shape = MODELS[args.model]()
     _, params = model.init(random.fold_in(key, 1), in_shape)
+    if args.device == "cuda":
+        from dlkit import device
+        if args.model != "mlp":
+            sys.exit(f"error: --device cuda trains --model mlp; the layers of {args.model!r} "
+                     "do not route to the CUDA kernels yet")
+        try:
+            device.cuda()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
+        params = device.to_device(params)
     opt = optim.get(args.optimizer, args.lr)
     print(f"dlkit {dlkit.__version__}: {args.model} on {args.dataset} "
           f"({len(xtr)} train / {len(xva)} val / {len(xte)} test), "
           f"{tree.size(params):,} params, {args.optimizer} lr={args.lr}, "
-          f"batch {args.batch_size}, seed {args.seed}")
+          f"batch {args.batch_size}, seed {args.seed}, {args.device}")
     t0 = time.perf_counter()
     result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
                        epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
@@ -81,9 +94,13 @@ def main(argv=None):
           f"{seconds:.1f} s of training\n")
     print(metrics.classification_report(yte, pred, names))
     out.mkdir(parents=True, exist_ok=True)
+    host_params = result.params
+    if args.device == "cuda":
+        from dlkit import device
+        host_params = device.to_host(result.params)
     summary = dict(vars(args), test_accuracy=test_acc, test_loss=test_loss,
                    train_seconds=seconds, history=result.history,
-                   params_sha256=tree.digest(result.params))
+                   params_sha256=tree.digest(host_params))
     tmp = out / "history.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, out / "history.json")

@@ -7,6 +7,7 @@ numpy does these):
 
     apply_update(p, u) -> p + u          (dlkit.optim.apply_updates)
     zeros(shape, dtype) -> device zeros  (opt.init's zero moments, made on the device)
+    nonfinite_flag(arrays) -> (1,) uint8 (dlkit.train's NaN/inf check of the gradients)
 
 Work to threads: grid-stride loops, one element per thread per iteration, consecutive threads
 on consecutive elements (every load and store coalesced), 256-thread blocks, as many blocks as
@@ -119,3 +120,24 @@ def zeros(shape, dtype):
     if n:
         _fill[grid_1d(n)](a.reshape(n), np.dtype(dtype).type(0))
     return a
+
+
+@cuda.jit
+def _flag_nonfinite(a, flag):
+    """flag[0] = 1 if any element of a is NaN or +-inf.  Every writer writes the same value,
+    so the unsynchronised stores need no atomics and the result is deterministic."""
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        v = a[i]
+        if math.isnan(v) or math.isinf(v):
+            flag[0] = 1
+
+
+def nonfinite_flag(arrays):
+    """A (1,) uint8 device array: 1 if any of the device ``arrays`` holds a NaN or an inf.
+    One launch per array (flat views), no host copy; the caller reads the one byte back."""
+    flag = zeros(1, np.uint8)
+    for a in arrays:
+        n = int(np.prod(a.shape, dtype=np.int64))
+        if n:
+            _flag_nonfinite[grid_1d(n)](a.reshape(n), flag)
+    return flag

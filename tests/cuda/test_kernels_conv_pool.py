@@ -44,7 +44,7 @@ CONV = [
     (2, 4, 7, 6, 6, 3, 2, 2, 1, 1, 0, 1, 0, 1, 2, 2, CC.ACT_TANH),          # groups, dilation
     (1, 3, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, CC.ACT_SIGMOID),       # depthwise
     (3, 2, 9, 8, 5, 3, 3, 2, 2, 1, 1, 0, 2, 1, 1, 1, CC.ACT_RELU),          # stride 2, asymmetric
-    (1, 2, 11, 9, 70, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, CC.ACT_NONE),        # > 64 channels, 1x1
+    (1, 2, 5, 3, 70, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, CC.ACT_NONE),         # > 64 channels, 1x1
 ]
 
 

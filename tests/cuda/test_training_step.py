@@ -193,3 +193,39 @@ def test_clear_error_without_gpu_or_simulator(monkeypatch):
         device.cuda()
     ok, why = device.available()
     assert not ok and "pip install" in why
+
+
+def test_fit_on_device_matches_cpu_and_resumes(rng, tmp_path):
+    """dlkit.train.fit with device params: same history and params as on the CPU; checkpoints
+    are written from host copies and a device run resumes from them."""
+    from dlkit import train
+    model = nn.serial(("fc1", L.Dense(7, activation="relu")), ("fc2", L.Dense(3)))
+    _, params = model.init(random.key(2), (6,))
+    X = rng.standard_normal((10, 6)).astype(F32)
+    Y = rng.integers(0, 3, 10)
+    opt = optim.sgd(0.1, momentum=0.9)
+    kw = dict(key=random.key(5), batch_size=4, val=(X[:4], Y[:4]), progress=False,
+              log=lambda *_: None)
+    cpu = train.fit(model, params, opt, (X, Y), epochs=2, **kw)
+    gpu = train.fit(model, device.to_device(params), opt, (X, Y), epochs=1,
+                    checkpoint_dir=tmp_path, **kw)
+    assert device.on_device_tree(gpu.params) and device.on_device_tree(gpu.opt_state)
+    gpu = train.fit(model, device.to_device(params), opt, (X, Y), epochs=2,
+                    checkpoint_dir=tmp_path, resume=True, **kw)
+    for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(gpu.history[k], cpu.history[k], rtol=1e-5)
+    assert_tree_close(device.to_host(gpu.params), cpu.params)
+    loss, acc, pred = train.evaluate(model, gpu.params, X, Y)
+    assert pred.shape == (10,) and np.isclose(acc, np.mean(pred == Y))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_fit_on_device_stops_on_nan(rng):
+    from dlkit import train
+    model = nn.serial(("fc", L.Dense(3)))
+    _, params = model.init(random.key(2), (4,))
+    X = rng.standard_normal((4, 4)).astype(F32)
+    X[1, 2] = np.inf
+    with pytest.raises(FloatingPointError, match="step 0"):
+        train.fit(model, device.to_device(params), optim.sgd(0.1), (X, np.zeros(4, int)),
+                  key=random.key(0), batch_size=4, progress=False, log=lambda *_: None)
