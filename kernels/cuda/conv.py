@@ -5,8 +5,9 @@ One algorithm, the implicit GEMM: the convolution of group g is the product
 W_g (C_out/groups, K) @ cols_g (K, N*OH*OW), K = C_in/groups*KH*KW, where cols is the im2col
 matrix, never stored: the GEMM's B-tile loader gathers each element straight from x (zero
 outside the image) and the epilogue writes y in NCHW with bias and activation fused.  The
-names of the CPU's two algorithms (``*_direct``, ``*_im2col``) and the ``algo`` argument are
-kept so code that picks one runs unchanged; on the GPU they all run the implicit GEMM.
+names of the CPU's algorithms (``*_direct``, ``*_im2col``, ``*_winograd``), their codes, the
+CPU's ``conv2d_algorithm`` and the ``algo`` argument are kept so code that picks one runs
+unchanged; on the GPU they all run the implicit GEMM.
 
 Work to threads:
 
@@ -30,14 +31,18 @@ import functools
 import numpy as np
 from numba import cuda, from_dtype
 
+from ..cpu import conv as _cpu
 from ._launch import cdiv, empty, grid_1d
 from .dense import BK, BM, BN, RM, RN, TX, TY, _activate, _activation_grad, _sum_chunks, \
     n_chunks
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = 0, 1, 2, 3
-ALGO_DIRECT, ALGO_IM2COL = 0, 1
-ALGORITHMS = {"direct": ALGO_DIRECT, "im2col": ALGO_IM2COL}
-DIRECT_MAX_K = 32
+# The algorithm codes and the CPU's choice of algorithm, shared so code that names or picks an
+# algorithm runs unchanged on either backend (the GPU runs the implicit GEMM for all of them).
+ALGO_DIRECT, ALGO_IM2COL = _cpu.ALGO_DIRECT, _cpu.ALGO_IM2COL
+ALGORITHMS = _cpu.ALGORITHMS
+DIRECT_MAX_K = _cpu.DIRECT_MAX_K
+conv2d_algorithm = _cpu.conv2d_algorithm
 
 _PAD = 2
 _NT = TY * TX
@@ -279,12 +284,6 @@ def _input_grad(g, W, dx, sh, sw, pt, pl, dh, dw, zero):
         dx[n, c, ih, iw] = s
 
 
-def conv2d_algorithm(C, KH, KW, sh, sw, groups):
-    """As kernels.cpu.conv.conv2d_algorithm (the GPU runs the implicit GEMM for both)."""
-    small = (C // groups) * KH * KW <= DIRECT_MAX_K
-    return ALGO_DIRECT if (sh == 1 and sw == 1 and small) else ALGO_IM2COL
-
-
 def conv2d_forward(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act, algo=-1):
     """y = act(conv(x, W) + b), (N, C_out, OH, OW); ``algo`` is accepted and ignored."""
     N = x.shape[0]
@@ -347,3 +346,20 @@ def conv2d_backward_direct(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
 def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx):
     """The CPU's im2col entry point; on the GPU, the implicit-GEMM backward."""
     return conv2d_backward(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx)
+
+
+def conv2d_forward_winograd(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
+    """The CPU's Winograd entry point; on the GPU, the implicit GEMM."""
+    return conv2d_forward(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act)
+
+
+def conv2d_backward_winograd(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx):
+    """The CPU's Winograd entry point; on the GPU, the implicit-GEMM backward."""
+    return conv2d_backward(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx)
+
+
+def __getattr__(name):
+    """Algorithm codes the CPU module defines beyond these (``ALGO_*``) are the CPU's."""
+    if name.startswith("ALGO_"):
+        return getattr(_cpu, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

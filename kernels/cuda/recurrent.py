@@ -23,7 +23,6 @@ Work to threads, per sequence:
 """
 import math
 
-import numpy as np
 from numba import cuda
 
 from ._launch import empty, grid_1d
