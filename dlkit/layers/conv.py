@@ -20,7 +20,7 @@ OH = (H + pad_top + pad_bottom - dilation*(K-1) - 1) // stride + 1, as in PyTorc
 Conv2D's ``activation`` (None, "relu", "sigmoid", "tanh") is fused into the kernel; its default
 initialiser is He (uniform), suited to ReLU networks, with fan_in = C/groups*KH*KW.
 ``algorithm`` is "auto" (the kernels' per-shape choice, see kernels.cpu.conv), "direct" (stride
-1 only) or "im2col".
+1 only), "winograd" (3x3, stride 1, dilation 1, groups=1) or "im2col".
 
 Pooling padding is at most half the window (as in PyTorch), so every window holds an input
 element.  Max pooling keeps the argmax for its backward; ties go to the first maximum in
@@ -146,6 +146,10 @@ def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, acti
     if algorithm == "direct" and s != (1, 1):
         raise ValueError(f"Conv2D: the direct algorithm needs stride 1, got stride {s}; use "
                          f'algorithm="im2col" or "auto"')
+    if algorithm == "winograd" and (k != (3, 3) or s != (1, 1) or d != (1, 1) or groups != 1):
+        raise ValueError(f"Conv2D: the winograd algorithm needs a 3x3 kernel, stride 1, "
+                         f"dilation 1 and groups=1, got kernel {k}, stride {s}, dilation {d}, "
+                         f'groups {groups}; use algorithm="im2col" or "auto"')
     if filters % groups:
         raise ValueError(f"Conv2D: filters ({filters}) must be divisible by groups ({groups})")
     act, algo = _ACTS[activation], _ALGOS[algorithm]

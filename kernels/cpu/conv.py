@@ -49,8 +49,8 @@ import numpy as np
 from numba import njit, prange
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = 0, 1, 2, 3
-ALGO_DIRECT, ALGO_IM2COL = 0, 1
-ALGORITHMS = {"direct": ALGO_DIRECT, "im2col": ALGO_IM2COL}
+ALGO_DIRECT, ALGO_IM2COL, ALGO_WINOGRAD = 0, 1, 2
+ALGORITHMS = {"direct": ALGO_DIRECT, "im2col": ALGO_IM2COL, "winograd": ALGO_WINOGRAD}
 
 #: receptive-field size (C_in/groups * KH * KW) up to which the direct algorithm is used
 DIRECT_MAX_K = 32
@@ -58,6 +58,8 @@ DIRECT_MAX_K = 32
 _COLS_BUDGET = 1 << 21
 #: elements of per-chunk weight-gradient partials the backward may hold in all
 _PARTIALS_BUDGET = 1 << 23
+#: elements of Winograd tile buffers (transformed inputs and products) a chunk holds at once
+_TILES_BUDGET = 1 << 18
 
 # Flags that keep NaN/Inf semantics (DESIGN.md); "reassoc" lets LLVM vectorise the reductions.
 # A vectorised reduction sums in a different order from its scalar fallback, and LLVM picks
@@ -66,20 +68,31 @@ _PARTIALS_BUDGET = 1 << 23
 # is a pure reduction: loads and accumulators only, no stores.
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
+# Loop style (docs/kernels.md, and measured here): hot loops index flat C-contiguous views with
+# np.uint64 offsets (``dst[d + i] = src[s + i]`` with d, s, i all unsigned).  A signed index
+# makes Numba emit negative-index wraparound code that stops LLVM from vectorising, and taking a
+# slice per row costs more than copying a short row (im2col ran 15 ms instead of 2.7 ms for a
+# (128, 32, 14, 14) batch).  Never mix np.uint64 and signed ints in one expression (Numba gives
+# float64): offsets are computed as ints and converted once.  Constants are typed to the data
+# (``one``); every kernel uses ``error_model="numpy"``.  Calls between njit functions cost an
+# atomic reference-count update per array argument, so helpers work on whole planes.
+U = np.uint64
+_1, _2, _3 = U(1), U(2), U(3)      # a bare literal would make an unsigned expression signed
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy")
 def _n_blocks(items, grain, most):
     """Blocks to split ``items`` units of work into: one per ``grain`` units, 1 to ``most``."""
     return max(1, min(most, items // max(1, grain)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _cdiv(a, b):
     """ceil(a / b) for b > 0 and any integer a."""
     return -((-a) // b)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _span(off, s, n_in, n_out):
     """Output positions o in [lo, hi) whose input position o*s + off lies in [0, n_in)."""
     lo = max(0, _cdiv(-off, s))
@@ -87,26 +100,28 @@ def _span(off, s, n_in, n_out):
     return lo, max(lo, hi)
 
 
-@njit(cache=True, inline="always")
-def _activate(z, act):
-    if act == 1:
-        return z if z > 0 else z * 0
-    if act == 2:
-        return 1 / (1 + np.exp(-z))
-    if act == 3:
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FM)
+def _activate(z, act, one):
+    """act(z); ``one`` is 1 in z's dtype (a bare 1 would promote float32 to float64)."""
+    if act == ACT_RELU:
+        return z if z > 0 else one - one
+    if act == ACT_SIGMOID:
+        return one / (one + np.exp(-z))
+    if act == ACT_TANH:
         return np.tanh(z)
     return z
 
 
-@njit(cache=True, inline="always")
-def _activation_grad(y, act):
-    if act == 1:
-        return y * 0 + 1 if y > 0 else y * 0
-    if act == 2:
-        return y * (1 - y)
-    if act == 3:
-        return 1 - y * y
-    return y * 0 + 1
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FM)
+def _activation_grad(y, act, one):
+    """act'(z) from y = act(z)."""
+    if act == ACT_RELU:
+        return one if y > 0 else one - one
+    if act == ACT_SIGMOID:
+        return y * (one - y)
+    if act == ACT_TANH:
+        return one - y * y
+    return one
 
 
 # ----------------------------------------------------------------------------------- direct
@@ -120,53 +135,102 @@ def _activation_grad(y, act):
 # needs stride 1; strided convolutions go to im2col.
 
 
-@njit(cache=True, fastmath=_FM)
-def _taps_axpy(acc, xf, o, L, w, t, r, step):
-    """acc[i] += sum_{j<r} w[t+j] * xf[o + j*step + i] for i < L (r = 1, 2 or 3)."""
-    if r == 3:
-        w0, w1, w2 = w[t], w[t + 1], w[t + 2]
-        a = xf[o:o + L]
-        b = xf[o + step:o + step + L]
-        c = xf[o + 2 * step:o + 2 * step + L]
-        for i in range(L):
-            acc[i] += w0 * a[i] + w1 * b[i] + w2 * c[i]
-    elif r == 2:
-        w0, w1 = w[t], w[t + 1]
-        a = xf[o:o + L]
-        b = xf[o + step:o + step + L]
-        for i in range(L):
-            acc[i] += w0 * a[i] + w1 * b[i]
-    else:
-        w0 = w[t]
-        a = xf[o:o + L]
-        for i in range(L):
-            acc[i] += w0 * a[i]
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _taps_plane(acc, src, base, stride, w, Cg, KH, KW, dh, dw, Wp):
+    """acc[i] += sum_{ci,kh,kw} w[(ci*KH + kh)*KW + kw] * src[base + ci*stride + kh*dh*Wp + kw*dw + i]
+    for i < len(acc): every tap of one output plane, three taps per pass over acc."""
+    L = U(acc.shape[0])
+    ud = U(dw)
+    for ci in range(Cg):
+        for kh in range(KH):
+            for kw in range(0, KW, 3):
+                t = (ci * KH + kh) * KW + kw
+                o = U(base + ci * stride + kh * dh * Wp + kw * dw)
+                r = min(3, KW - kw)
+                if r == 3:
+                    w0, w1, w2 = w[t], w[t + 1], w[t + 2]
+                    o1 = o + ud
+                    o2 = o1 + ud
+                    for i in range(L):
+                        acc[i] += w0 * src[o + i] + w1 * src[o1 + i] + w2 * src[o2 + i]
+                elif r == 2:
+                    w0, w1 = w[t], w[t + 1]
+                    o1 = o + ud
+                    for i in range(L):
+                        acc[i] += w0 * src[o + i] + w1 * src[o1 + i]
+                else:
+                    w0 = w[t]
+                    for i in range(L):
+                        acc[i] += w0 * src[o + i]
 
 
-@njit(cache=True, fastmath=_FM)
-def _padded_planes(x, n, c0, Cg, pt, pl, Hn, Wn, buf):
-    """The planes x[n, c0:c0+Cg] as flat (Cg, Hp*Wp) arrays with the padding applied, and Wp.
-    Without padding (and when the needed extent Hn x Wn fits in the input) this is a view of
-    x; otherwise the planes are copied into ``buf`` (Cg*Hn*Wn elements) with zero borders."""
-    H, Wd = x.shape[2], x.shape[3]
-    if pt == 0 and pl == 0 and Hn <= H and Wn <= Wd:
-        return x[n, c0:c0 + Cg].reshape(Cg, H * Wd), Wd
-    xb = buf[:Cg * Hn * Wn].reshape(Cg, Hn, Wn)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _taps_dots(g, src, base, stride, Cg, KH, KW, dh, dw, Wp, out):
+    """out[(ci*KH + kh)*KW + kw] += sum_i g[i] * src[base + ci*stride + kh*dh*Wp + kw*dw + i]
+    for i < len(g): the weight gradient of every tap from one plane pair, three taps per pass.
+    Each sum is a pure reduction (see _FM), added to ``out`` afterwards."""
+    L = U(g.shape[0])
+    ud = U(dw)
+    z = g.dtype.type(0)
+    for ci in range(Cg):
+        for kh in range(KH):
+            for kw in range(0, KW, 3):
+                t = (ci * KH + kh) * KW + kw
+                o = U(base + ci * stride + kh * dh * Wp + kw * dw)
+                r = min(3, KW - kw)
+                s0, s1, s2 = z, z, z
+                if r == 3:
+                    o1 = o + ud
+                    o2 = o1 + ud
+                    for i in range(L):
+                        gi = g[i]
+                        s0 += gi * src[o + i]
+                        s1 += gi * src[o1 + i]
+                        s2 += gi * src[o2 + i]
+                    out[t + 1] += s1
+                    out[t + 2] += s2
+                elif r == 2:
+                    o1 = o + ud
+                    for i in range(L):
+                        gi = g[i]
+                        s0 += gi * src[o + i]
+                        s1 += gi * src[o1 + i]
+                    out[t + 1] += s1
+                else:
+                    for i in range(L):
+                        s0 += g[i] * src[o + i]
+                out[t] += s0
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _pad_planes(x, n, c0, Cg, pt, pl, Hn, Wn, buf):
+    """Copy the planes x[n, c0:c0+Cg] into buf as (Cg, Hn, Wn) with the padding applied
+    (zeros outside the input)."""
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
     z = x.dtype.type(0)
+    q0, q1 = min(pl, Wn), max(min(pl, Wn), min(Wn, pl + Wd))   # columns that hold input
+    head, cnt, tail, uW = U(q0), U(q1 - q0), U(Wn - q1), U(Wn)
     for ci in range(Cg):
         for r in range(Hn):
+            d = U((ci * Hn + r) * Wn)
             ih = r - pt
             if ih < 0 or ih >= H:
-                for q in range(Wn):
-                    xb[ci, r, q] = z
-            else:
-                for q in range(Wn):
-                    iw = q - pl
-                    xb[ci, r, q] = x[n, c0 + ci, ih, iw] if 0 <= iw < Wd else z
-    return xb.reshape(Cg, Hn * Wn), Wn
+                for q in range(uW):
+                    buf[d + q] = z
+                continue
+            for q in range(head):
+                buf[d + q] = z
+            dm = d + head
+            sm = U(((n * C + c0 + ci) * H + ih) * Wd + q0 - pl)
+            for q in range(cnt):
+                buf[dm + q] = xf[sm + q]
+            de = dm + cnt
+            for q in range(tail):
+                buf[de + q] = z
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def conv2d_forward_direct(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
     """Direct convolution, stride 1 only (sh = sw = 1): y (N, C_out, OH, OW); see the module
     docstring for the arguments."""
@@ -174,8 +238,15 @@ def conv2d_forward_direct(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
     Cout, Cg, KH, KW = W.shape
     cout_g = Cout // groups
     y = np.empty((N, Cout, OH, OW), dtype=x.dtype)
+    yf = y.reshape(-1)
+    one = x.dtype.type(1)
     Hn, Wn = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
     Wf = W.reshape(Cout, Cg * KH * KW)
+    view = pt == 0 and pl == 0 and Hn <= H and Wn <= Wd     # read x in place, no padding copy
+    Hp, Wp = (H, Wd) if view else (Hn, Wn)
+    L = (OH - 1) * Wp + OW
+    xflat = x.reshape(-1)
+    uOW = U(OW)
     # work items: (sample, group, block of the group's output channels)
     cb = max(1, min(cout_g, 64 // max(1, N * groups)))
     items = N * groups * cb
@@ -185,46 +256,55 @@ def conv2d_forward_direct(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
         q = it % cb
         co0 = grp * cout_g + q * cout_g // cb
         co1 = grp * cout_g + (q + 1) * cout_g // cb
-        buf = np.empty(Cg * Hn * Wn, dtype=x.dtype)
-        xf, Wp = _padded_planes(x, n, grp * Cg, Cg, pt, pl, Hn, Wn, buf)
-        L = (OH - 1) * Wp + OW
+        pad = np.empty(0 if view else Cg * Hn * Wn, dtype=x.dtype)
+        if view:
+            src, base = xflat, (n * C + grp * Cg) * H * Wd
+        else:
+            _pad_planes(x, n, grp * Cg, Cg, pt, pl, Hn, Wn, pad)
+            src, base = pad, 0
         acc = np.empty(L, dtype=x.dtype)
         for co in range(co0, co1):
             bv = b[co]
             for i in range(L):
                 acc[i] = bv
-            w = Wf[co]
-            for ci in range(Cg):
-                for kh in range(KH):
-                    t0 = (ci * KH + kh) * KW
-                    for kw in range(0, KW, 3):
-                        _taps_axpy(acc, xf[ci], kh * dh * Wp + kw * dw, L, w, t0 + kw,
-                                   min(3, KW - kw), dw)
-            out = y[n, co]
+            _taps_plane(acc, src, base, Hp * Wp, Wf[co], Cg, KH, KW, dh, dw, Wp)
             for oh in range(OH):
-                for ow in range(OW):
-                    out[oh, ow] = _activate(acc[oh * Wp + ow], act)
+                s = U(oh * Wp)
+                d = U(((n * Cout + co) * OH + oh) * OW)
+                for ow in range(uOW):
+                    yf[d + ow] = _activate(acc[s + ow], act, one)
     return y
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _wide_grad(dy, y, n, co, act, Wp, M, gw):
-    """gw[M + oh*Wp + ow] = dy[n, co, oh, ow] * act'(y[n, co, oh, ow]); zeros elsewhere in gw.
-    Returns the sum of the gradient over the plane (the sample's share of db[co])."""
-    OH, OW = dy.shape[2], dy.shape[3]
+    """gw[M + oh*Wp + ow] = dy[n, co, oh, ow] * act'(y[n, co, oh, ow]); zeros elsewhere in gw
+    (y is not read without an activation).  Returns the sum of the gradient over the plane
+    (the sample's share of db[co])."""
+    Cout, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
+    dyf, yf = dy.reshape(-1), y.reshape(-1)
     z = dy.dtype.type(0)
+    one = dy.dtype.type(1)
     for i in range(gw.shape[0]):
         gw[i] = z
+    uOW = U(OW)
     for oh in range(OH):
-        for ow in range(OW):
-            gw[M + oh * Wp + ow] = dy[n, co, oh, ow] * _activation_grad(y[n, co, oh, ow], act)
-    s = z
-    for i in range(M, M + (OH - 1) * Wp + OW):    # a pure reduction: see _FM
-        s += gw[i]
-    return s
+        d = U(M + oh * Wp)
+        s = U(((n * Cout + co) * OH + oh) * OW)
+        if act == ACT_NONE:
+            for ow in range(uOW):
+                gw[d + ow] = dyf[s + ow]
+        else:
+            for ow in range(uOW):
+                gw[d + ow] = dyf[s + ow] * _activation_grad(yf[s + ow], act, one)
+    t = z
+    g0 = U(M)
+    for i in range(U((OH - 1) * Wp + OW)):        # a pure reduction: see _FM
+        t += gw[g0 + i]
+    return t
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
     """dW (C_out, Cg, KH, KW) and db (C_out,), parallel over output channels; each sums over
     the batch in sample order, one partial sum per sample (wide planes)."""
@@ -234,57 +314,34 @@ def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
     cout_g = Cout // groups
     K = Cg * KH * KW
     Hn, Wn = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
+    view = pt == 0 and pl == 0 and Hn <= H and Wn <= Wd     # read x in place, no padding copy
+    Hp, Wp = (H, Wd) if view else (Hn, Wn)
+    L = (OH - 1) * Wp + OW
+    xflat = x.reshape(-1)
     dWf = np.empty((Cout, K), dtype=x.dtype)
     db = np.empty(Cout, dtype=x.dtype)
     for co in prange(Cout):
         c0 = (co // cout_g) * Cg
         z = x.dtype.type(0)
         tb = z
+        dwr = dWf[co]
         for t in range(K):
-            dWf[co, t] = z
-        buf = np.empty(Cg * Hn * Wn, dtype=x.dtype)
-        Wp = Wd if (pt == 0 and pl == 0 and Hn <= H and Wn <= Wd) else Wn
-        L = (OH - 1) * Wp + OW
+            dwr[t] = z
+        pad = np.empty(0 if view else Cg * Hn * Wn, dtype=x.dtype)
         gw = np.empty(L, dtype=x.dtype)
         for n in range(N):
             tb += _wide_grad(dy, y, n, co, act, Wp, 0, gw)
-            xf, _ = _padded_planes(x, n, c0, Cg, pt, pl, Hn, Wn, buf)
-            for ci in range(Cg):
-                for kh in range(KH):
-                    for kw in range(0, KW, 3):
-                        o = kh * dh * Wp + kw * dw
-                        t = (ci * KH + kh) * KW + kw
-                        r = min(3, KW - kw)
-                        a = xf[ci, o:o + L]
-                        s0 = z
-                        s1 = z
-                        s2 = z
-                        if r == 3:
-                            bb = xf[ci, o + dw:o + dw + L]
-                            cc = xf[ci, o + 2 * dw:o + 2 * dw + L]
-                            for i in range(L):
-                                gi = gw[i]
-                                s0 += gi * a[i]
-                                s1 += gi * bb[i]
-                                s2 += gi * cc[i]
-                            dWf[co, t + 2] += s2
-                            dWf[co, t + 1] += s1
-                        elif r == 2:
-                            bb = xf[ci, o + dw:o + dw + L]
-                            for i in range(L):
-                                gi = gw[i]
-                                s0 += gi * a[i]
-                                s1 += gi * bb[i]
-                            dWf[co, t + 1] += s1
-                        else:
-                            for i in range(L):
-                                s0 += gw[i] * a[i]
-                        dWf[co, t] += s0
+            if view:
+                _taps_dots(gw, xflat, (n * C + c0) * H * Wd, Hp * Wp, Cg, KH, KW, dh, dw, Wp,
+                           dwr)
+            else:
+                _pad_planes(x, n, c0, Cg, pt, pl, Hn, Wn, pad)
+                _taps_dots(gw, pad, 0, Hp * Wp, Cg, KH, KW, dh, dw, Wp, dwr)
         db[co] = tb
     return dWf.reshape(Cout, Cg, KH, KW), db
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def _direct_dx(y, dy, W, H, Wd, sh, sw, pt, pl, dh, dw, groups, act):
     """dx (N, C, H, W), parallel over input planes; each plane gathers from the gradient
     planes of its group's output channels (wide planes with a leading zero margin, read with
@@ -294,12 +351,14 @@ def _direct_dx(y, dy, W, H, Wd, sh, sw, pt, pl, dh, dw, groups, act):
     C = Cg * groups
     cout_g = Cout // groups
     dx = np.empty((N, C, H, Wd), dtype=dy.dtype)
+    dxf = dx.reshape(-1)
     z = dy.dtype.type(0)
     items = N * C
     Wp = Wd + pl + max(0, (OW - 1) + (KW - 1) * dw + 1 - Wd - pl)
     Hp = H + pt + max(0, (OH - 1) + (KH - 1) * dh + 1 - H - pt)
     M = (KH - 1) * dh * Wp + (KW - 1) * dw
     Lx = Hp * Wp
+    uWd = U(Wd)
     wflip = np.empty((Cout, Cg, KH * KW), dtype=dy.dtype)   # taps in reverse order
     for co in range(Cout):
         for ci in range(Cg):
@@ -316,17 +375,14 @@ def _direct_dx(y, dy, W, H, Wd, sh, sw, pt, pl, dh, dw, groups, act):
         gw = np.empty(M + Lx, dtype=dy.dtype)
         for co in range(grp * cout_g, (grp + 1) * cout_g):
             _wide_grad(dy, y, n, co, act, Wp, M, gw)
-            w = wflip[co, ci]
             # acc[j] += sum_t W[co,ci,kh,kw] * gw[M + j - kh*dh*Wp - kw*dw]; with flipped
             # taps (kh', kw') = (KH-1-kh, KW-1-kw) the read offset is kh'*dh*Wp + kw'*dw.
-            for kh in range(KH):
-                for kw in range(0, KW, 3):
-                    _taps_axpy(acc, gw, kh * dh * Wp + kw * dw, Lx, w, kh * KW + kw,
-                               min(3, KW - kw), dw)
-        out = dx[n, c]
+            _taps_plane(acc, gw, 0, 0, wflip[co, ci], 1, KH, KW, dh, dw, Wp)
         for ih in range(H):
-            for iw in range(Wd):
-                out[ih, iw] = acc[(ih + pt) * Wp + iw + pl]
+            s = U((ih + pt) * Wp + pl)
+            d = U(((n * C + c) * H + ih) * Wd)
+            for iw in range(uWd):
+                dxf[d + iw] = acc[s + iw]
     return dx
 
 
@@ -347,69 +403,83 @@ def conv2d_backward_direct(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
 # ----------------------------------------------------------------------------------- im2col
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _im2col(x, n, c0, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, cols, col0):
     """cols[(ci*KH + kh)*KW + kw, col0 + oh*OW + ow] = x[n, c0+ci, oh*sh-pt+kh*dh, ow*sw-pl+kw*dw]
-    (zero outside the input)."""
-    H, Wd = x.shape[2], x.shape[3]
+    (zero outside the input); cols is C-contiguous (K, Lc)."""
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
+    Lc = cols.shape[1]
+    cf = cols.reshape(-1)
     z = x.dtype.type(0)
+    uOW, usw = U(OW), U(sw)
     for ci in range(Cg):
-        xp = x[n, c0 + ci]
+        pbase = (n * C + c0 + ci) * H * Wd
         for kh in range(KH):
             offh = kh * dh - pt
             for kw in range(KW):
                 offw = kw * dw - pl
                 ow0, ow1 = _span(offw, sw, Wd, OW)
-                row = cols[(ci * KH + kh) * KW + kw]
+                r = (ci * KH + kh) * KW + kw
+                head, cnt, tail = U(ow0), U(ow1 - ow0), U(OW - ow1)
                 for oh in range(OH):
                     ih = oh * sh + offh
-                    base = col0 + oh * OW
+                    d = U(r * Lc + col0 + oh * OW)
                     if ih < 0 or ih >= H:
-                        for ow in range(OW):
-                            row[base + ow] = z
+                        for i in range(uOW):
+                            cf[d + i] = z
                         continue
-                    xr = xp[ih]
-                    for ow in range(ow0):
-                        row[base + ow] = z
-                    if sw == 1:
-                        for ow in range(ow0, ow1):
-                            row[base + ow] = xr[ow + offw]
-                    else:
-                        for ow in range(ow0, ow1):
-                            row[base + ow] = xr[ow * sw + offw]
-                    for ow in range(ow1, OW):
-                        row[base + ow] = z
+                    for i in range(head):
+                        cf[d + i] = z
+                    dm = d + head
+                    if cnt > 0:
+                        s = U(pbase + ih * Wd + ow0 * sw + offw)
+                        if sw == 1:
+                            for i in range(cnt):
+                                cf[dm + i] = xf[s + i]
+                        else:
+                            for i in range(cnt):
+                                cf[dm + i] = xf[s + i * usw]
+                    de = dm + cnt
+                    for i in range(tail):
+                        cf[de + i] = z
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _col2im(dcols, dx, n, c0, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW):
     """dx[n, c0:c0+Cg] = the adjoint of _im2col applied to dcols (K, OH*OW): each input
     element gets the sum of the column entries that read it.  Writes only dx[n, c0:c0+Cg]."""
-    H, Wd = dx.shape[2], dx.shape[3]
+    C, H, Wd = dx.shape[1], dx.shape[2], dx.shape[3]
+    dxf = dx.reshape(-1)
+    df = dcols.reshape(-1)
+    P = OH * OW
+    z = dx.dtype.type(0)
+    usw = U(sw)
     for ci in range(Cg):
-        out = dx[n, c0 + ci]
-        for ih in range(H):
-            for iw in range(Wd):
-                out[ih, iw] = 0
+        pbase = (n * C + c0 + ci) * H * Wd
+        p0 = U(pbase)
+        for i in range(U(H * Wd)):
+            dxf[p0 + i] = z
         for kh in range(KH):
             offh = kh * dh - pt
             oh0, oh1 = _span(offh, sh, H, OH)
             for kw in range(KW):
                 offw = kw * dw - pl
                 ow0, ow1 = _span(offw, sw, Wd, OW)
-                row = dcols[(ci * KH + kh) * KW + kw]
+                cnt = U(ow1 - ow0)
+                r = (ci * KH + kh) * KW + kw
                 for oh in range(oh0, oh1):
-                    orow = out[oh * sh + offh]
-                    base = oh * OW
+                    s = U(r * P + oh * OW + ow0)
+                    d = U(pbase + (oh * sh + offh) * Wd + ow0 * sw + offw)
                     if sw == 1:
-                        for ow in range(ow0, ow1):
-                            orow[ow + offw] += row[base + ow]
+                        for i in range(cnt):
+                            dxf[d + i] += df[s + i]
                     else:
-                        for ow in range(ow0, ow1):
-                            orow[ow * sw + offw] += row[base + ow]
+                        for i in range(cnt):
+                            dxf[d + i * usw] += df[s + i]
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def conv2d_forward_im2col(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
     """im2col + GEMM convolution: y (N, C_out, OH, OW); see the module docstring."""
     N, C, H, Wd = x.shape
@@ -417,6 +487,7 @@ def conv2d_forward_im2col(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
     cout_g = Cout // groups
     K = Cg * KH * KW
     P = OH * OW
+    one = x.dtype.type(1)
     W3 = W.reshape(groups, cout_g, K)
     y = np.empty((N, Cout, OH, OW), dtype=x.dtype)
     y3 = y.reshape(N, groups, cout_g, P)
@@ -430,14 +501,16 @@ def conv2d_forward_im2col(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
             _im2col(x, n, grp * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, cols, 0)
             out = y3[n, grp]
             np.dot(W3[grp], cols, out)
+            of = out.reshape(-1)
             for j in range(cout_g):
                 bv = b[grp * cout_g + j]
-                for p in range(P):
-                    out[j, p] = _activate(out[j, p] + bv, act)
+                o = U(j * P)
+                for p in range(U(P)):
+                    of[o + p] = _activate(of[o + p] + bv, act, one)
     return y
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _backward_chunks(N, Cout, K, P):
     """(chunks, samples per GEMM): a fixed number of batch chunks for the weight-gradient
     partials (memory-capped), and how many samples' columns one GEMM takes at once."""
@@ -449,7 +522,7 @@ def _backward_chunks(N, Cout, K, P):
     return nc, m
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx):
     """Gradients of conv2d_forward_im2col: (dx, dW, db); dx is (0, C, H, W) when ``need_dx``
     is False.  y is the forward output (used for the activation's derivative)."""
@@ -459,54 +532,65 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
     cout_g = Cout // groups
     K = Cg * KH * KW
     P = OH * OW
+    one = x.dtype.type(1)
+    z = x.dtype.type(0)
     W3 = W.reshape(groups, cout_g, K)
     WT = np.empty((groups, K, cout_g), dtype=x.dtype)      # per-group W^T, contiguous for BLAS
     for grp in range(groups):
         for j in range(cout_g):
             for r in range(K):
                 WT[grp, r, j] = W3[grp, j, r]
-    dy3 = dy.reshape(N, groups, cout_g, P)
-    y3 = y.reshape(N, groups, cout_g, P)
+    dyf, yf = dy.reshape(-1), y.reshape(-1)
     dx = np.empty((N if need_dx else 0, C, H, Wd), dtype=x.dtype)
     nc, m = _backward_chunks(N, Cout, K, P)
     partW = np.empty((nc, groups, cout_g, K), dtype=x.dtype)
     partb = np.empty((nc, Cout), dtype=x.dtype)
+    uP = U(P)
     for c in prange(nc):
         n0, n1 = c * N // nc, (c + 1) * N // nc
         colbuf = np.empty(K * m * P, dtype=x.dtype)
         gbuf = np.empty(cout_g * m * P, dtype=x.dtype)
         gs = np.empty((cout_g, P), dtype=x.dtype)
+        gsf = gs.reshape(-1)
         tmp = np.empty((cout_g, K), dtype=x.dtype)
         dcols = np.empty((K if need_dx else 0, P), dtype=x.dtype)
         for grp in range(groups):
             pw = partW[c, grp]
             for j in range(cout_g):
-                partb[c, grp * cout_g + j] = 0
+                partb[c, grp * cout_g + j] = z
                 for r in range(K):
-                    pw[j, r] = 0
+                    pw[j, r] = z
             for s0 in range(n0, n1, m):
                 ms = min(n1, s0 + m) - s0
                 L = ms * P
                 cols = colbuf[:K * L].reshape(K, L)
-                gm = gbuf[:cout_g * L].reshape(cout_g, L)
+                gm = gbuf[:cout_g * L]
                 for n in range(s0, s0 + ms):
                     col0 = (n - s0) * P
                     _im2col(x, n, grp * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW,
                             cols, col0)
                     for j in range(cout_g):
-                        for p in range(P):
-                            v = dy3[n, grp, j, p] * _activation_grad(y3[n, grp, j, p], act)
-                            gs[j, p] = v
-                            gm[j, col0 + p] = v
-                        s = x.dtype.type(0)
-                        for p in range(P):                  # a pure reduction: see _FM
-                            s += gs[j, p]
+                        src = U(((n * groups + grp) * cout_g + j) * P)
+                        o = U(j * P)
+                        if act == ACT_NONE:
+                            for p in range(uP):
+                                gsf[o + p] = dyf[src + p]
+                        else:
+                            for p in range(uP):
+                                gsf[o + p] = dyf[src + p] * _activation_grad(yf[src + p], act,
+                                                                             one)
+                        s = z
+                        for p in range(uP):                 # a pure reduction: see _FM
+                            s += gsf[o + p]
                         partb[c, grp * cout_g + j] += s
+                        d = U(j * L + col0)
+                        for p in range(uP):
+                            gm[d + p] = gsf[o + p]
                     if need_dx:
                         np.dot(WT[grp], gs, dcols)
                         _col2im(dcols, dx, n, grp * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw,
                                 OH, OW)
-                np.dot(gm, cols.T, tmp)             # this sub-batch's share of dW
+                np.dot(gm.reshape(cout_g, L), cols.T, tmp)   # this sub-batch's share of dW
                 for j in range(cout_g):
                     for r in range(K):
                         pw[j, r] += tmp[j, r]
@@ -514,8 +598,7 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
     dW3 = dW.reshape(groups, cout_g, K)
     db = np.empty(Cout, dtype=x.dtype)
     rows = groups * cout_g
-    nb = _n_blocks(rows * K * nc, 65536, 16)
-    nb = min(nb, rows)
+    nb = min(rows, _n_blocks(rows * K * nc, 65536, 16))
     for k in prange(nb):
         for r in range(k * rows // nb, (k + 1) * rows // nb):
             grp, j = r // cout_g, r % cout_g
@@ -531,29 +614,397 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
     return dx, dW, db
 
 
+# --------------------------------------------------------------------------------- winograd
+#
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016) for 3x3, stride 1, dilation 1, one group: each 2x2
+# output tile is A^T [(G w G^T) * (B^T d B)] A, with d the 4x4 input tile, so the products
+# become 16 independent GEMMs (one per position xi, nu of the 4x4 transformed tile) of
+# (C_out, C_in) @ (C_in, tiles): 2.25x fewer multiplies than im2col.  Tiles are taken from a
+# zero-padded copy of each input plane, so there are no bounds checks in the transforms.
+#   dx is the same forward algorithm on the output gradient with the kernel flipped and its
+#   channel axes swapped (offsets 2 - pt, 2 - pl, which may be negative: reads outside the
+#   gradient are zero).
+#   dW follows from the same bilinear form (transposition principle):
+#   dW = G^T [ sum_tiles (A g A^T) * (B^T d B) ] G, with g the 2x2 gradient tile: 16 GEMMs of
+#   (C_out, tiles) @ (tiles, C_in) per batch chunk, partials summed in chunk order.
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _wino_weights(W):
+    """U (16, C_out, C_in) = G W G^T for every (co, ci); W (C_out, C_in, 3, 3)."""
+    Cout, Cin = W.shape[0], W.shape[1]
+    U_ = np.empty((16, Cout, Cin), dtype=W.dtype)
+    h = W.dtype.type(0.5)
+    t = np.empty((4, 3), dtype=W.dtype)
+    for co in range(Cout):
+        for ci in range(Cin):
+            for j in range(3):                  # t = G w   (rows)
+                w0, w1, w2 = W[co, ci, 0, j], W[co, ci, 1, j], W[co, ci, 2, j]
+                t[0, j] = w0
+                t[1, j] = h * (w0 + w1 + w2)
+                t[2, j] = h * (w0 - w1 + w2)
+                t[3, j] = w2
+            for i in range(4):                  # U = t G^T   (columns)
+                w0, w1, w2 = t[i, 0], t[i, 1], t[i, 2]
+                U_[i * 4 + 0, co, ci] = w0
+                U_[i * 4 + 1, co, ci] = h * (w0 + w1 + w2)
+                U_[i * 4 + 2, co, ci] = h * (w0 - w1 + w2)
+                U_[i * 4 + 3, co, ci] = w2
+    return U_
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc):
+    """V[xi*4 + nu, c, t0 + th*TW + tw] = (B^T d B)[xi, nu] for every channel c of sample n,
+    d the 4x4 input tile at rows 2*th - pt ..., columns 2*tw - pl ... (zero outside x).
+    ``plane`` is scratch for one zero-padded plane (2*TH + 2, 2*TW + 2); V is flat
+    (16, C, Tc)."""
+    H, Wd = x.shape[2], x.shape[3]
+    Hp, Wp = 2 * TH + 2, 2 * TW + 2
+    z = x.dtype.type(0)
+    xf = x.reshape(-1)
+    V2 = V[:16 * C * Tc].reshape(16, C * Tc)
+    r0, r1 = min(max(pt, 0), Hp), min(max(pt + H, 0), Hp)     # padded rows holding input
+    q0, q1 = min(max(pl, 0), Wp), min(max(pl + Wd, 0), Wp)
+    for c in range(C):
+        for i in range(U(Hp * Wp)):
+            plane[i] = z
+        for r in range(r0, r1):
+            d = U(r * Wp + q0)
+            sx = U(((n * C + c) * H + r - pt) * Wd + q0 - pl)
+            for q in range(U(q1 - q0)):
+                plane[d + q] = xf[sx + q]
+        for th in range(TH):
+            a = U(2 * th * Wp)
+            b = a + U(Wp)
+            e = b + U(Wp)
+            f = e + U(Wp)
+            o = U(c * Tc + t0 + th * TW)
+            for tw in range(U(TW)):
+                j = _2 * tw
+                # rows of B^T d: (d0 - d2, d1 + d2, d2 - d1, d1 - d3), per column
+                u0 = plane[a + j] - plane[e + j]
+                u1 = plane[a + j + _1] - plane[e + j + _1]
+                u2 = plane[a + j + _2] - plane[e + j + _2]
+                u3 = plane[a + j + _3] - plane[e + j + _3]
+                v0 = plane[b + j] + plane[e + j]
+                v1 = plane[b + j + _1] + plane[e + j + _1]
+                v2 = plane[b + j + _2] + plane[e + j + _2]
+                v3 = plane[b + j + _3] + plane[e + j + _3]
+                w0 = plane[e + j] - plane[b + j]
+                w1 = plane[e + j + _1] - plane[b + j + _1]
+                w2 = plane[e + j + _2] - plane[b + j + _2]
+                w3 = plane[e + j + _3] - plane[b + j + _3]
+                y0 = plane[b + j] - plane[f + j]
+                y1 = plane[b + j + _1] - plane[f + j + _1]
+                y2 = plane[b + j + _2] - plane[f + j + _2]
+                y3 = plane[b + j + _3] - plane[f + j + _3]
+                p = o + tw
+                V2[0, p] = u0 - u2
+                V2[1, p] = u1 + u2
+                V2[2, p] = u2 - u1
+                V2[3, p] = u1 - u3
+                V2[4, p] = v0 - v2
+                V2[5, p] = v1 + v2
+                V2[6, p] = v2 - v1
+                V2[7, p] = v1 - v3
+                V2[8, p] = w0 - w2
+                V2[9, p] = w1 + w2
+                V2[10, p] = w2 - w1
+                V2[11, p] = w1 - w3
+                V2[12, p] = y0 - y2
+                V2[13, p] = y1 + y2
+                V2[14, p] = y2 - y1
+                V2[15, p] = y1 - y3
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
+def _wino_forward(x, U_, b, pt, pl, OH, OW, act):
+    """y (N, C_out, OH, OW) = act(conv3x3(x, W) + b) from U = _wino_weights(W); pt, pl are
+    the input offsets (the padding; may be negative)."""
+    N, C = x.shape[0], x.shape[1]
+    Cout = U_.shape[1]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    per = TH * TW
+    spc = max(1, min(N, _TILES_BUDGET // max(1, 16 * (C + Cout) * per)))   # samples a chunk
+    nb = (N + spc - 1) // spc
+    y = np.empty((N, Cout, OH, OW), dtype=x.dtype)
+    yf = y.reshape(-1)
+    one = x.dtype.type(1)
+    z = x.dtype.type(0)
+    for k in prange(nb):
+        n0, n1 = k * spc, min(N, (k + 1) * spc)
+        Tc = (n1 - n0) * per
+        V = np.empty(16 * C * Tc, dtype=x.dtype)
+        Mb = np.empty(16 * Cout * Tc, dtype=x.dtype)
+        plane = np.empty((2 * TH + 2) * (2 * TW + 2), dtype=x.dtype)
+        for n in range(n0, n1):
+            _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - n0) * per, Tc)
+        for e in range(16):
+            np.dot(U_[e], V[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc),
+                   Mb[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc))
+        # A^T m A over all the chunk's tiles at once, in loops of few arrays each (LLVM only
+        # vectorises a loop when it can check the overlap of a handful of pointers)
+        cs = np.empty((8, Tc), dtype=x.dtype)
+        O = np.empty((4, Tc), dtype=x.dtype)     # the four outputs of every tile, by position
+        Of = O.reshape(-1)
+        TWf = OW // 2                           # tiles with two output columns
+        for co in range(Cout):
+            for xi in range(4):
+                a0 = Mb[(4 * xi * Cout + co) * Tc:(4 * xi * Cout + co + 1) * Tc]
+                a1 = Mb[((4 * xi + 1) * Cout + co) * Tc:((4 * xi + 1) * Cout + co + 1) * Tc]
+                a2 = Mb[((4 * xi + 2) * Cout + co) * Tc:((4 * xi + 2) * Cout + co + 1) * Tc]
+                a3 = Mb[((4 * xi + 3) * Cout + co) * Tc:((4 * xi + 3) * Cout + co + 1) * Tc]
+                c0 = cs[2 * xi]
+                c1 = cs[2 * xi + 1]
+                for t in range(Tc):
+                    c0[t] = a0[t] + a1[t] + a2[t]
+                    c1[t] = a1[t] - a2[t] - a3[t]
+            for j in range(2):
+                e0, e1, e2, e3 = cs[j], cs[2 + j], cs[4 + j], cs[6 + j]
+                o0, o1 = O[j], O[2 + j]
+                for t in range(Tc):
+                    o0[t] = e0[t] + e1[t] + e2[t]
+                for t in range(Tc):
+                    o1[t] = e1[t] - e2[t] - e3[t]
+            bv = b[co]
+            for n in range(n0, n1):
+                for th in range(TH):
+                    t0 = (n - n0) * per + th * TW
+                    for a in range(2):
+                        oh = 2 * th + a
+                        if oh >= OH:
+                            break
+                        q = U(((n * Cout + co) * OH + oh) * OW)
+                        s0 = U(2 * a * Tc + t0)
+                        s1 = s0 + U(Tc)
+                        if act == ACT_NONE:
+                            for tw in range(U(TWf)):
+                                yf[q + _2 * tw] = Of[s0 + tw] + bv
+                                yf[q + _2 * tw + _1] = Of[s1 + tw] + bv
+                        elif act == ACT_RELU:
+                            for tw in range(U(TWf)):
+                                yf[q + _2 * tw] = max(Of[s0 + tw] + bv, z)
+                                yf[q + _2 * tw + _1] = max(Of[s1 + tw] + bv, z)
+                        else:
+                            for tw in range(U(TWf)):
+                                yf[q + _2 * tw] = _activate(Of[s0 + tw] + bv, act, one)
+                                yf[q + _2 * tw + _1] = _activate(Of[s1 + tw] + bv, act, one)
+                        if OW % 2:
+                            yf[q + U(OW - 1)] = _activate(Of[s0 + U(TWf)] + bv, act, one)
+    return y
+
+
+def conv2d_forward_winograd(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
+    """Winograd F(2x2, 3x3) convolution: W (C_out, C_in, 3, 3), stride 1, dilation 1, one
+    group; y (N, C_out, OH, OW).  Arguments as in the module docstring."""
+    return _wino_forward(x, _wino_weights(W), b, pt, pl, OH, OW, act)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _wino_grad_tiles(g, n, Cout, TH, TW, Gt, t0, Tc):
+    """Gt[xi*4 + nu, co, t0 + th*TW + tw] = (A g A^T)[xi, nu] for the 2x2 gradient tile at
+    (2*th, 2*tw) of g[n, co] (zero past the edge); Gt flat (16, C_out, Tc)."""
+    OH, OW = g.shape[2], g.shape[3]
+    gf = g.reshape(-1)
+    z = g.dtype.type(0)
+    G2 = Gt[:16 * Cout * Tc].reshape(16, Cout * Tc)
+    for co in range(Cout):
+        for th in range(TH):
+            o = U(co * Tc + t0 + th * TW)
+            r0 = U(((n * Cout + co) * OH + 2 * th) * OW)
+            two_rows = 2 * th + 1 < OH
+            for tw in range(U(TW)):
+                q = r0 + _2 * tw
+                two_cols = 2 * tw + 1 < OW
+                a = gf[q]
+                b = gf[q + _1] if two_cols else z
+                c = gf[q + U(OW)] if two_rows else z
+                d = gf[q + U(OW) + _1] if (two_rows and two_cols) else z
+                # A g: rows (g0, g0 + g1, g0 - g1, -g1); then the same on columns
+                s0, s1 = a, b
+                s2, s3 = a + c, b + d
+                s4, s5 = a - c, b - d
+                s6, s7 = -c, -d
+                p = o + tw
+                G2[0, p] = s0
+                G2[1, p] = s0 + s1
+                G2[2, p] = s0 - s1
+                G2[3, p] = -s1
+                G2[4, p] = s2
+                G2[5, p] = s2 + s3
+                G2[6, p] = s2 - s3
+                G2[7, p] = -s3
+                G2[8, p] = s4
+                G2[9, p] = s4 + s5
+                G2[10, p] = s4 - s5
+                G2[11, p] = -s5
+                G2[12, p] = s6
+                G2[13, p] = s6 + s7
+                G2[14, p] = s6 - s7
+                G2[15, p] = -s7
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
+def _wino_dw_db(x, g, pt, pl):
+    """dW (C_out, C_in, 3, 3) and db (C_out,) from g = dL/d(pre-activation) (N, C_out, OH, OW):
+    per batch chunk, 16 GEMMs of the transformed gradient and input tiles into the chunk's own
+    partial; partials summed in chunk order, then transformed back (G^T M G)."""
+    N, C = x.shape[0], x.shape[1]
+    Cout, OH, OW = g.shape[1], g.shape[2], g.shape[3]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    per = TH * TW
+    nc = max(1, min(N, 16))
+    while nc > 1 and nc * 16 * Cout * C > _PARTIALS_BUDGET:
+        nc -= 1
+    spc = max(1, min((N + nc - 1) // nc, _TILES_BUDGET // max(1, 16 * (C + Cout) * per)))
+    part = np.empty((nc, 16, Cout, C), dtype=x.dtype)
+    partb = np.empty((nc, Cout), dtype=x.dtype)
+    z = x.dtype.type(0)
+    gf = g.reshape(-1)
+    for k in prange(nc):
+        n0, n1 = k * N // nc, (k + 1) * N // nc
+        V = np.empty(16 * C * spc * per, dtype=x.dtype)
+        Gt = np.empty(16 * Cout * spc * per, dtype=x.dtype)
+        tmp = np.empty((Cout, C), dtype=x.dtype)
+        plane = np.empty((2 * TH + 2) * (2 * TW + 2), dtype=x.dtype)
+        pk = part[k]
+        for e in range(16):
+            for co in range(Cout):
+                for ci in range(C):
+                    pk[e, co, ci] = z
+        for co in range(Cout):
+            partb[k, co] = z
+        for s0 in range(n0, n1, spc):
+            ms = min(n1, s0 + spc) - s0
+            Tc = ms * per
+            for n in range(s0, s0 + ms):
+                _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - s0) * per, Tc)
+                _wino_grad_tiles(g, n, Cout, TH, TW, Gt, (n - s0) * per, Tc)
+                for co in range(Cout):
+                    o = U((n * Cout + co) * OH * OW)
+                    s = z
+                    for i in range(U(OH * OW)):         # a pure reduction: see _FM
+                        s += gf[o + i]
+                    partb[k, co] += s
+            for e in range(16):
+                np.dot(Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc),
+                       V[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc).T, tmp)
+                pe = pk[e]
+                for co in range(Cout):
+                    for ci in range(C):
+                        pe[co, ci] += tmp[co, ci]
+    dW = np.empty((Cout, C, 3, 3), dtype=x.dtype)
+    db = np.empty(Cout, dtype=x.dtype)
+    h = x.dtype.type(0.5)
+    for co in prange(Cout):
+        m = np.empty(16, dtype=x.dtype)
+        t = np.empty((3, 4), dtype=x.dtype)
+        for ci in range(C):
+            for e in range(16):
+                s = part[0, e, co, ci]
+                for k in range(1, nc):
+                    s += part[k, e, co, ci]
+                m[e] = s
+            for j in range(4):                  # t = G^T m   (rows)
+                m0, m1, m2, m3 = m[j], m[4 + j], m[8 + j], m[12 + j]
+                t[0, j] = m0 + h * (m1 + m2)
+                t[1, j] = h * (m1 - m2)
+                t[2, j] = h * (m1 + m2) + m3
+            for i in range(3):                  # dW = t G   (columns)
+                m0, m1, m2, m3 = t[i, 0], t[i, 1], t[i, 2], t[i, 3]
+                dW[co, ci, i, 0] = m0 + h * (m1 + m2)
+                dW[co, ci, i, 1] = h * (m1 - m2)
+                dW[co, ci, i, 2] = h * (m1 + m2) + m3
+        s = partb[0, co]
+        for k in range(1, nc):
+            s += partb[k, co]
+        db[co] = s
+    return dW, db
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
+def _grad_pre_activation(y, dy, act):
+    """dy * act'(y) elementwise, as a new array (N, C, OH, OW)."""
+    g = np.empty_like(dy)
+    gf, yf, df = g.reshape(-1), y.reshape(-1), dy.reshape(-1)
+    n = gf.shape[0]
+    one = dy.dtype.type(1)
+    nb = _n_blocks(n, 32768, 64)
+    for k in prange(nb):
+        lo, hi = U(k * n // nb), U((k + 1) * n // nb)
+        for i in range(hi - lo):
+            gf[lo + i] = df[lo + i] * _activation_grad(yf[lo + i], act, one)
+    return g
+
+
+@njit(cache=True, error_model="numpy")
+def _flip_swap(W):
+    """W' (C_in, C_out, 3, 3) with W'[ci, co, kh, kw] = W[co, ci, 2 - kh, 2 - kw]."""
+    Cout, Cin = W.shape[0], W.shape[1]
+    Wf = np.empty((Cin, Cout, 3, 3), dtype=W.dtype)
+    for co in range(Cout):
+        for ci in range(Cin):
+            for kh in range(3):
+                for kw in range(3):
+                    Wf[ci, co, kh, kw] = W[co, ci, 2 - kh, 2 - kw]
+    return Wf
+
+
+def conv2d_backward_winograd(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx):
+    """Gradients of conv2d_forward_winograd: (dx, dW, db); dx is (0, C, H, W) when
+    ``need_dx`` is False.  y is the forward output (used for the activation's derivative)."""
+    g = dy if act == ACT_NONE else _grad_pre_activation(y, dy, act)
+    dW, db = _wino_dw_db(x, g, pt, pl)
+    N, C, H, Wd = x.shape
+    if need_dx:
+        zero = np.zeros(C, dtype=x.dtype)
+        dx = _wino_forward(g, _wino_weights(_flip_swap(W)), zero, 2 - pt, 2 - pl, H, Wd,
+                           ACT_NONE)
+    else:
+        dx = np.empty((0, C, H, Wd), dtype=x.dtype)
+    return dx, dW, db
+
+
 # ------------------------------------------------------------------------------ dispatchers
 
 
-def conv2d_algorithm(C, KH, KW, sh, sw, groups):
-    """The algorithm the dispatchers use for this shape: ALGO_DIRECT for stride 1 when one
-    group's receptive field C/groups*KH*KW is at most DIRECT_MAX_K, else ALGO_IM2COL."""
-    small = (C // groups) * KH * KW <= DIRECT_MAX_K
-    return ALGO_DIRECT if (sh == 1 and sw == 1 and small) else ALGO_IM2COL
+def conv2d_algorithm(C, KH, KW, sh, sw, groups, dh=1, dw=1, Cout=None):
+    """The algorithm the dispatchers use for this shape:
+
+    * ALGO_DIRECT for stride 1 when one group's receptive field C/groups*KH*KW is at most
+      DIRECT_MAX_K (one input channel, depthwise);
+    * ALGO_WINOGRAD for 3x3, stride 1, dilation 1, one group, at least 8 input and output
+      channels (below that the GEMMs are too thin to pay for the transforms);
+    * ALGO_IM2COL otherwise.
+    """
+    if sh == 1 and sw == 1 and (C // groups) * KH * KW <= DIRECT_MAX_K:
+        return ALGO_DIRECT
+    if (KH == KW == 3 and sh == sw == 1 and dh == dw == 1 and groups == 1 and C >= 8
+            and (Cout is None or Cout >= 8)):
+        return ALGO_WINOGRAD
+    return ALGO_IM2COL
+
+
+_FORWARD = {ALGO_DIRECT: conv2d_forward_direct, ALGO_IM2COL: conv2d_forward_im2col,
+            ALGO_WINOGRAD: conv2d_forward_winograd}
+_BACKWARD = {ALGO_DIRECT: conv2d_backward_direct, ALGO_IM2COL: conv2d_backward_im2col,
+             ALGO_WINOGRAD: conv2d_backward_winograd}
 
 
 def conv2d_forward(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act, algo=-1):
-    """y = act(conv(x, W) + b), (N, C_out, OH, OW), with the algorithm ``algo`` (ALGO_DIRECT or
-    ALGO_IM2COL; -1 picks one with ``conv2d_algorithm``).  Arguments: module docstring."""
+    """y = act(conv(x, W) + b), (N, C_out, OH, OW), with the algorithm ``algo`` (an ALGO_*
+    code; -1 picks one with ``conv2d_algorithm``).  Arguments: module docstring."""
     if algo < 0:
-        algo = conv2d_algorithm(x.shape[1], W.shape[2], W.shape[3], sh, sw, groups)
-    f = conv2d_forward_direct if algo == ALGO_DIRECT else conv2d_forward_im2col
-    return f(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act)
+        algo = conv2d_algorithm(x.shape[1], W.shape[2], W.shape[3], sh, sw, groups, dh, dw,
+                                W.shape[0])
+    return _FORWARD[algo](x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act)
 
 
 def conv2d_backward(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx, algo=-1):
     """Gradients of conv2d_forward: (dx (N, C, H, W) or (0, C, H, W) without ``need_dx``,
     dW (C_out, C_in/groups, KH, KW), db (C_out,)).  y: the forward output; dy = dL/dy."""
     if algo < 0:
-        algo = conv2d_algorithm(x.shape[1], W.shape[2], W.shape[3], sh, sw, groups)
-    f = conv2d_backward_direct if algo == ALGO_DIRECT else conv2d_backward_im2col
-    return f(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx)
+        algo = conv2d_algorithm(x.shape[1], W.shape[2], W.shape[3], sh, sw, groups, dh, dw,
+                                W.shape[0])
+    return _BACKWARD[algo](x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx)

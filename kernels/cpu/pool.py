@@ -30,14 +30,19 @@ across thread counts.  The common 2x2 stride-2 unpadded max pooling has its own 
 import numpy as np
 from numba import njit, prange
 
+# Hot loops index flat views with np.uint64 offsets (see kernels/cpu/conv.py, "Loop style"):
+# per-row slices and signed indices cost more than the work of a short row.
+U = np.uint64
+_1, _2, _3 = U(1), U(2), U(3)      # a bare literal would make an unsigned expression signed
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy")
 def _n_blocks(items, grain, most):
     """Blocks to split ``items`` units of work into: one per ``grain`` units, 1 to ``most``."""
     return max(1, min(most, items // max(1, grain)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cover(n_in, n_out, k, s, p):
     """For each input position i: the outputs o in [lo[i], hi[i]) whose window covers it
     (o*s - p <= i <= o*s - p + k - 1)."""
@@ -51,7 +56,7 @@ def _cover(n_in, n_out, k, s, p):
     return lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _window_max(xp, h0, w0, kh0, kh1, kw0, kw1, KW, yr, ar, ow, nan_aware):
     """yr[ow], ar[ow] = max and first argmax of the window of plane xp whose top-left corner is
     (h0, w0), over taps kh0 <= kh < kh1, kw0 <= kw < kw1.  The plain pass uses branch-free
@@ -75,12 +80,14 @@ def _window_max(xp, h0, w0, kh0, kh1, kw0, kw1, KW, yr, ar, ow, nan_aware):
     return nan_aware or s == s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def maxpool2d_forward(x, KH, KW, sh, sw, pt, pl, OH, OW, arg):
     """Max pooling: returns y (N, C, OH, OW) and fills ``arg`` (N, C, OH, OW), uint8 or int32,
     with the window-local index kh*KW + kw of each window's first maximum."""
     N, C, H, Wd = x.shape
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
+    uOW = U(OW)
     items = N * C
     nb = min(items, _n_blocks(items * H * Wd, 16384, 256))
     fast = KH == 2 and KW == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0
@@ -92,14 +99,13 @@ def maxpool2d_forward(x, KH, KW, sh, sw, pt, pl, OH, OW, arg):
             ap = arg[n, c]
             if fast:
                 for oh in range(OH):
-                    r0 = xp[2 * oh]
-                    r1 = xp[2 * oh + 1]
-                    yr = yp[oh]
-                    ar = ap[oh]
+                    r0 = U(((n * C + c) * H + 2 * oh) * Wd)
+                    r1 = r0 + U(Wd)
+                    o = U(((n * C + c) * OH + oh) * OW)
                     bad = False
-                    for ow in range(OW):          # branch-free selects; NaN rows redone below
-                        v0, v1 = r0[2 * ow], r0[2 * ow + 1]
-                        v2, v3 = r1[2 * ow], r1[2 * ow + 1]
+                    for ow in range(uOW):         # branch-free selects; NaN rows redone below
+                        v0, v1 = xf[r0 + _2 * ow], xf[r0 + _2 * ow + _1]
+                        v2, v3 = xf[r1 + _2 * ow], xf[r1 + _2 * ow + _1]
                         m, a = v0, 0
                         w = v1 > m
                         m, a = (v1, 1) if w else (m, a)
@@ -107,11 +113,13 @@ def maxpool2d_forward(x, KH, KW, sh, sw, pt, pl, OH, OW, arg):
                         m, a = (v2, 2) if w else (m, a)
                         w = v3 > m
                         m, a = (v3, 3) if w else (m, a)
-                        yr[ow] = m
-                        ar[ow] = a
+                        yf[o + ow] = m
+                        af[o + ow] = a
                         s = v0 + v1 + v2 + v3
                         bad |= s != s
                     if bad:
+                        yr = yp[oh]
+                        ar = ap[oh]
                         for ow in range(OW):
                             _window_max(xp, 2 * oh, 2 * ow, 0, 2, 0, 2, 2, yr, ar, ow, True)
                 continue
@@ -129,12 +137,14 @@ def maxpool2d_forward(x, KH, KW, sh, sw, pt, pl, OH, OW, arg):
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def maxpool2d_backward(dy, arg, KH, KW, sh, sw, pt, pl, H, W):
     """Gradient of maxpool2d_forward: dx (N, C, H, W), where each input element gathers dy of
     the windows whose argmax it is (zero if none)."""
     N, C, OH, OW = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
+    dxf, gf, af = dx.reshape(-1), dy.reshape(-1), arg.reshape(-1)
+    uOW = U(OW)
     z = dy.dtype.type(0)
     items = N * C
     nb = min(items, _n_blocks(items * H * W, 16384, 256))
@@ -148,24 +158,18 @@ def maxpool2d_backward(dy, arg, KH, KW, sh, sw, pt, pl, H, W):
             ap = arg[n, c]
             out = dx[n, c]
             if fast:
+                # windows tile the plane without overlap: zero the plane (one contiguous,
+                # vectorised pass), then store each window's gradient at its argmax
+                p0 = U((n * C + c) * H * W)
+                for i in range(U(H * W)):
+                    dxf[p0 + i] = z
+                uW = U(W)
                 for oh in range(OH):
-                    d0 = out[2 * oh]
-                    d1 = out[2 * oh + 1]
-                    gr = gp[oh]
-                    ar = ap[oh]
-                    for ow in range(OW):
-                        g = gr[ow]
-                        a = ar[ow]
-                        d0[2 * ow] = g if a == 0 else z
-                        d0[2 * ow + 1] = g if a == 1 else z
-                        d1[2 * ow] = g if a == 2 else z
-                        d1[2 * ow + 1] = g if a == 3 else z
-                    if W > 2 * OW:
-                        d0[W - 1] = z
-                        d1[W - 1] = z
-                if H > 2 * OH:
-                    for iw in range(W):
-                        out[H - 1, iw] = z
+                    d0 = p0 + U(2 * oh) * uW
+                    o = U(((n * C + c) * OH + oh) * OW)
+                    for ow in range(uOW):
+                        a = U(af[o + ow])
+                        dxf[d0 + (a >> _1) * uW + _2 * ow + (a & _1)] = gf[o + ow]
                 continue
             for ih in range(H):
                 for iw in range(W):
@@ -179,7 +183,7 @@ def maxpool2d_backward(dy, arg, KH, KW, sh, sw, pt, pl, H, W):
     return dx
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _divisors(n_in, n_out, k, s, p, include_pad):
     """Per output position along one axis: how many window positions count (k, or the number
     of them inside the input)."""
@@ -190,7 +194,7 @@ def _divisors(n_in, n_out, k, s, p, include_pad):
     return d
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def avgpool2d_forward(x, KH, KW, sh, sw, pt, pl, OH, OW, count_include_pad):
     """Average pooling: y (N, C, OH, OW); see the module docstring for the divisor."""
     N, C, H, Wd = x.shape
@@ -218,7 +222,7 @@ def avgpool2d_forward(x, KH, KW, sh, sw, pt, pl, OH, OW, count_include_pad):
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def avgpool2d_backward(dy, KH, KW, sh, sw, pt, pl, H, W, count_include_pad):
     """Gradient of avgpool2d_forward: dx (N, C, H, W); each input element gathers
     dy / divisor of every window that covers it."""
@@ -249,7 +253,7 @@ def avgpool2d_backward(dy, KH, KW, sh, sw, pt, pl, H, W, count_include_pad):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def global_avgpool2d_forward(x):
     """y (N, C) = the mean of each (H, W) plane of x (N, C, H, W)."""
     N, C, H, Wd = x.shape
@@ -268,7 +272,7 @@ def global_avgpool2d_forward(x):
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def global_avgpool2d_backward(dy, H, W):
     """Gradient of global_avgpool2d_forward: dx (N, C, H, W) = dy[n, c] / (H*W) everywhere."""
     N, C = dy.shape

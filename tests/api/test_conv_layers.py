@@ -117,19 +117,25 @@ def test_need_dx_false_returns_none():
 
 
 def test_use_bias_false_and_algorithm_option():
+    """Every algorithm gives the same results through the layer; "auto" picks direct for a
+    depthwise layer and Winograd for a 3x3 layer with 9 input channels."""
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 3, 8, 8))
-    outs = []
-    for algo in ("auto", "direct", "im2col"):
-        layer = L.Conv2D(3, 3, groups=3, use_bias=False, algorithm=algo)
-        _, params = layer.init(random.key(0), (3, 8, 8), np.float64)
-        assert set(params) == {"W"}
-        y, cache = layer.forward(params, x)
-        outs.append((y,) + layer.backward(params, cache, np.ones_like(y)))
-    for y, dx, g in outs[1:]:
-        np.testing.assert_allclose(y, outs[0][0], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dx, outs[0][1], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(g["W"], outs[0][2]["W"], rtol=1e-12, atol=1e-12)
+    for cout, groups, in_shape, algos in ((3, 3, (3, 8, 8), ("auto", "direct", "im2col")),
+                                          (8, 1, (9, 6, 7), ("auto", "winograd", "direct",
+                                                             "im2col"))):
+        x = rng.standard_normal((2,) + in_shape)
+        outs = []
+        for algo in algos:
+            layer = L.Conv2D(cout, 3, padding="same", groups=groups, use_bias=False,
+                             algorithm=algo)
+            _, params = layer.init(random.key(0), in_shape, np.float64)
+            assert set(params) == {"W"}
+            y, cache = layer.forward(params, x)
+            outs.append((y,) + layer.backward(params, cache, np.ones_like(y)))
+        for y, dx, g in outs[1:]:
+            np.testing.assert_allclose(y, outs[0][0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(dx, outs[0][1], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(g["W"], outs[0][2]["W"], rtol=1e-12, atol=1e-12)
 
 
 def test_small_cnn_end_to_end_gradcheck_and_flatten():
@@ -173,6 +179,8 @@ def test_bad_constructor_arguments():
     _raises(ValueError, lambda: L.Conv2D(4, 3, groups=3), "divisible by groups")
     _raises(ValueError, lambda: L.Conv2D(4, 3, activation="gelu"), "activation", "gelu")
     _raises(ValueError, lambda: L.Conv2D(4, 3, stride=2, algorithm="direct"), "stride 1")
+    _raises(ValueError, lambda: L.Conv2D(4, 5, algorithm="winograd"), "3x3", "(5, 5)")
+    _raises(ValueError, lambda: L.Conv2D(4, 3, algorithm="fft"), "algorithm", "fft")
     _raises(ValueError, lambda: L.MaxPool2D(0), "pool_size")
     _raises(ValueError, lambda: L.MaxPool2D(2, stride=0), "stride")
     _raises(ValueError, lambda: L.MaxPool2D(2, padding=-1), "padding")

@@ -143,7 +143,14 @@ def make_inputs(rng, cfg, dtype):
 
 
 def algos_for(cfg):
-    return [K.ALGO_DIRECT, K.ALGO_IM2COL] if cfg["s"] == (1, 1) else [K.ALGO_IM2COL]
+    """Every algorithm that handles cfg: im2col always, direct at stride 1, Winograd for 3x3,
+    stride 1, dilation 1, one group."""
+    algos = [K.ALGO_IM2COL]
+    if cfg["s"] == (1, 1):
+        algos.append(K.ALGO_DIRECT)
+        if cfg["k"] == (3, 3) and cfg["d"] == (1, 1) and cfg["groups"] == 1:
+            algos.append(K.ALGO_WINOGRAD)
+    return algos
 
 
 # ------------------------------------------------------------------------------- tests
@@ -204,11 +211,30 @@ def test_direct_and_im2col_agree():
 
 
 def test_algorithm_choice():
-    # one input channel or depthwise at stride 1: direct; otherwise im2col
+    # one input channel or depthwise at stride 1: direct; 3x3 stride 1 with enough channels:
+    # Winograd; otherwise im2col
     assert K.conv2d_algorithm(1, 3, 3, 1, 1, 1) == K.ALGO_DIRECT
     assert K.conv2d_algorithm(32, 3, 3, 1, 1, 32) == K.ALGO_DIRECT
-    assert K.conv2d_algorithm(32, 3, 3, 1, 1, 1) == K.ALGO_IM2COL
+    assert K.conv2d_algorithm(32, 3, 3, 1, 1, 1, 1, 1, 64) == K.ALGO_WINOGRAD
+    assert K.conv2d_algorithm(32, 3, 3, 1, 1, 1, 2, 2, 64) == K.ALGO_IM2COL     # dilated
+    assert K.conv2d_algorithm(32, 5, 5, 1, 1, 1, 1, 1, 64) == K.ALGO_IM2COL
     assert K.conv2d_algorithm(1, 3, 3, 2, 2, 1) == K.ALGO_IM2COL
+
+
+def test_winograd_large_padding_and_odd_sizes():
+    """Winograd's dx runs the forward with offsets 2 - padding, negative beyond padding 2;
+    odd output sizes leave half tiles at the bottom and right edges."""
+    rng = np.random.default_rng(13)
+    for pads, hw in (((3, 0, 0, 3), (5, 6)), ((0, 0, 0, 0), (3, 3)), ((2, 1, 1, 2), (7, 4)),
+                     ((1, 1, 1, 1), (1, 1))):
+        cfg = dict(N=2, C=9, Co=8, H=hw[0], W=hw[1], k=(3, 3), s=(1, 1), d=(1, 1), pads=pads,
+                   groups=1, act="relu")
+        x, W, b = make_inputs(rng, cfg, np.float64)
+        y_ref = ref_conv(x, W, b, (1, 1), pads, (1, 1), 1, "relu")
+        dy = rng.standard_normal(y_ref.shape)
+        refs = (y_ref,) + ref_conv_grads(x, W, y_ref, dy, (1, 1), pads, (1, 1), 1, "relu")
+        for got, ref in zip(run_kernels(cfg, x, W, b, K.ALGO_WINOGRAD, dy), refs):
+            assert rel_err(got, ref) < 1e-12, (pads, hw)
 
 
 def test_need_dx_false_skips_dx_and_keeps_param_grads():
@@ -300,7 +326,10 @@ def test_gradcheck_grid(start):
         _, params, in_shape, _ = made
         x = rng.standard_normal((1,) + in_shape)
         s = c["stride"] if isinstance(c["stride"], tuple) else (c["stride"],) * 2
-        for algo in (["direct", "im2col"] if s == (1, 1) else ["im2col"]):
+        algos = ["direct", "im2col"] if s == (1, 1) else ["im2col"]
+        if s == (1, 1) and c["k"] == 3 and c["dilation"] == 1 and c["groups"] == 1:
+            algos.append("winograd")
+        for algo in algos:
             layer, params, _, _ = _layer_and_params(c, algo)
             errs = gradcheck(layer, params, x, tol=1e-6, max_elems=24, seed=start)
             assert set(errs) == {"dx", "W", "b"}, errs
@@ -313,7 +342,9 @@ def _big_case(rng, dtype):
     for cfg in (dict(N=40, C=1, Co=16, H=20, W=20, k=(3, 3), s=(1, 1), d=(1, 1),
                      pads=(0, 0, 0, 0), groups=1, act="relu"),
                 dict(N=40, C=6, Co=8, H=12, W=12, k=(3, 3), s=(1, 1), d=(1, 1),
-                     pads=(1, 1, 1, 1), groups=1, act="none")):
+                     pads=(1, 1, 1, 1), groups=1, act="none"),
+                dict(N=40, C=8, Co=8, H=9, W=9, k=(3, 3), s=(2, 1), d=(1, 1),
+                     pads=(1, 1, 0, 0), groups=2, act="tanh")):
         x, W, b = make_inputs(rng, cfg, dtype)
         y = run_kernels(cfg, x, W, b, K.ALGO_IM2COL)
         cases.append((cfg, x, W, b, rng.standard_normal(y.shape).astype(dtype)))
