@@ -79,7 +79,7 @@ def activation_backward(x, y, dy, act, alpha):
 def _softmax_kernels(dtype):
     nt = from_dtype(np.dtype(dtype))
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def _row_reduce(red, ty, tx, is_max):
         """Tree-reduce red[ty, 0:32] (max or sum) into red[ty, 0]; all threads call it."""
         s = ROW_LANES // 2

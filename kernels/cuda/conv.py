@@ -33,8 +33,8 @@ from numba import cuda, from_dtype
 
 from ..cpu import conv as _cpu
 from ._launch import cdiv, empty, grid_1d
-from .dense import BK, BM, BN, RM, RN, TX, TY, _activate, _activation_grad, _sum_chunks, \
-    n_chunks
+from .dense import AS_W, BK, BM, BN, BS_W, RM, RN, TX, TY, _activate, _activation_grad, \
+    _sum_chunks, n_chunks
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = 0, 1, 2, 3
 # The algorithm codes and the CPU's choice of algorithm, shared so code that names or picks an
@@ -44,7 +44,6 @@ ALGORITHMS = _cpu.ALGORITHMS
 DIRECT_MAX_K = _cpu.DIRECT_MAX_K
 conv2d_algorithm = _cpu.conv2d_algorithm
 
-_PAD = 2
 _NT = TY * TX
 _RED = 256                  # threads of the per-channel reduction blocks
 _SLICE = 4096               # pixels (N*OH*OW) per dW split-K slice, at most _MAX_SLICES
@@ -84,8 +83,8 @@ def _kernels(dtype):
 
     @cuda.jit
     def forward(x, W, b, y, sh, sw, pt, pl, dh, dw, act):
-        As = cuda.shared.array((BK, BM + _PAD), nt)
-        Bs = cuda.shared.array((BK, BN + _PAD), nt)
+        As = cuda.shared.array((BK, AS_W), nt)
+        Bs = cuda.shared.array((BK, BS_W), nt)
         acc = cuda.local.array((RM, RN), nt)
         a = cuda.local.array(RM, nt)
         bb = cuda.local.array(RN, nt)
@@ -175,8 +174,8 @@ def _kernels(dtype):
     @cuda.jit
     def weight_grad(x, g, part, sh, sw, pt, pl, dh, dw, KH, KW):
         """part[s, co, k] = sum over pixel slice s of g[n, co, p] * cols[k, (n, p)]."""
-        As = cuda.shared.array((BK, BM + _PAD), nt)
-        Bs = cuda.shared.array((BK, BN + _PAD), nt)
+        As = cuda.shared.array((BK, AS_W), nt)
+        Bs = cuda.shared.array((BK, BS_W), nt)
         acc = cuda.local.array((RM, RN), nt)
         a = cuda.local.array(RM, nt)
         bb = cuda.local.array(RN, nt)

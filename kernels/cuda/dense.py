@@ -34,6 +34,8 @@ BM, BN, BK = 64, 64, 16        # block tile of C (BM x BN) and K slice depth
 TY, TX = 16, 16                # threads per block (rows, columns)
 RM, RN = BM // TY, BN // TX    # register micro-tile per thread
 _PAD = 2                       # shared-memory row padding (bank conflicts on k-major stores)
+AS_W, BS_W = BM + _PAD, BN + _PAD   # shared tile row lengths (module constants: shapes of
+                                    # cuda.shared.array must be compile-time constants)
 _NT = TY * TX
 
 CB_X, CB_Y = 32, 8             # column-reduction block: 32 columns x 8 rows
@@ -72,8 +74,8 @@ def _gemm_kernel(dtype):
     @cuda.jit
     def gemm_kernel(A, B, C, bias, ta, tb, act, alpha):
         """C = act(alpha op(A) @ op(B) + bias); op(A) is (M, K), op(B) is (K, N)."""
-        As = cuda.shared.array((BK, BM + _PAD), nt)
-        Bs = cuda.shared.array((BK, BN + _PAD), nt)
+        As = cuda.shared.array((BK, AS_W), nt)
+        Bs = cuda.shared.array((BK, BS_W), nt)
         acc = cuda.local.array((RM, RN), nt)
         a = cuda.local.array(RM, nt)
         b = cuda.local.array(RN, nt)

@@ -67,7 +67,7 @@ def _stats(part, bad):
 def _sce_kernel(dtype):
     nt = from_dtype(np.dtype(dtype))
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def _row_reduce(red, ty, tx, is_max):
         s = ROW_LANES // 2
         while s > 0:

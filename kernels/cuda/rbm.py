@@ -121,7 +121,7 @@ def _kernels(dtype):
                 t += part[c, j]
             out[j] = t * scale
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def row_sum(red, ty, tx, s):
         """Sum s over the 32 lanes of row group ty; every thread of the block calls it."""
         red[ty, tx] = s
