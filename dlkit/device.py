@@ -19,6 +19,7 @@ arrays run ``kernels.cuda``.  There is no global switch; move the data and the s
                              TypeError when host and device arrays are mixed
     cuda()                   numba.cuda, or a RuntimeError naming what to install
     all_finite(arrays)       no NaN/inf in any of them (device: one byte read back)
+    empty / zeros(shape, dtype, like)   new arrays where ``like`` lives (e.g. pooling's argmax)
     on_device_tree(tree)     any leaf on the device?
     available()              (True, "") or (False, why) without raising
 
@@ -171,6 +172,20 @@ def on_device_tree(tree):
     if isinstance(tree, (list, tuple)):
         return any(on_device_tree(v) for v in tree)
     return is_device_array(tree)
+
+
+def empty(shape, dtype, like):
+    """An uninitialised array where ``like`` lives (np.empty, or a device array)."""
+    if type(like) is np.ndarray or not is_device_array(like):
+        return np.empty(shape, dtype)
+    return cuda().device_array(shape, dtype=np.dtype(dtype))
+
+
+def zeros(shape, dtype, like):
+    """Zeros where ``like`` lives (filled on the device for a device ``like``)."""
+    if type(like) is np.ndarray or not is_device_array(like):
+        return np.zeros(shape, dtype)
+    return _module(True, "optim").zeros(shape, dtype)
 
 
 def upload(a):

@@ -157,6 +157,17 @@ def test_to_device_to_host_round_trip():
     assert tree.equal(back["params"], params) and tree.equal(back["state"], state)
 
 
+def test_empty_and_zeros_follow_like(transfers):
+    host, dev_ = np.ones(2, F32), device.to_device(np.ones(2, F32))
+    assert type(device.empty((2, 3), np.uint8, host)) is np.ndarray
+    assert type(device.zeros((2, 3), F32, host)) is np.ndarray
+    transfers.reset()
+    e, z = device.empty((2, 3), np.uint8, dev_), device.zeros((2, 3), F32, dev_)
+    assert (transfers.h2d, transfers.d2h) == (0, 0)
+    assert device.is_device_array(e) and e.dtype == np.uint8 and e.shape == (2, 3)
+    assert device.is_device_array(z) and np.all(z.copy_to_host() == 0)
+
+
 def test_opt_init_on_device_makes_no_copies(transfers):
     params = device.to_device({"a": {"W": np.ones((3, 2), F32)}})
     transfers.reset()
