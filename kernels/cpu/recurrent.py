@@ -62,10 +62,11 @@ caller's own floating-point state is untouched.
 import platform
 
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import get_cython_function_address, intrinsic, overload
 
 from ._parallel import parallel_above
 
@@ -112,6 +113,65 @@ def _ftz_exit(typingctx, old):
             builder.call(ld, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
         return context.get_dummy_value()
     return types.none(types.uint32), codegen
+
+
+# ------------------------------------------------------------------ BLAS with beta and strides
+# np.dot cannot accumulate into its output (beta = 1); the recurrences want exactly that
+# (acts_s += h_{s-1} U, dh += dA_s U^T).  So the kernels also call the BLAS that Numba's np.dot
+# uses, scipy's (pinned to one thread by dlkit), directly: its Fortran ?gemm is registered
+# under a fixed symbol name, which keeps the compiled kernels cacheable.
+for _name in ("sgemm", "dgemm"):
+    llvm_binding.add_symbol("dlkit_recurrent_" + _name,
+                            get_cython_function_address("scipy.linalg.cython_blas", _name))
+
+
+@intrinsic
+def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Fortran ?gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) on addresses:
+    sgemm when alpha is float32, dgemm otherwise."""
+    single = alpha == types.float32
+
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        ft = ir.FloatType() if single else ir.DoubleType()
+
+        def ref(value, ty, convert):
+            slot = cgutils.alloca_once(builder, ty)
+            builder.store(convert(value), slot)
+            return builder.bitcast(slot, i8p)
+
+        def i32ref(v):
+            return ref(v, i32, lambda x: builder.trunc(x, i32))
+
+        def chref(v):
+            return ref(v, ir.IntType(8), lambda x: builder.trunc(x, ir.IntType(8)))
+
+        ta_, tb_, m_, n_, k_, al, a_, lda_, b_, ldb_, be, c_, ldc_ = args
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p] * 13),
+            "dlkit_recurrent_sgemm" if single else "dlkit_recurrent_dgemm")
+        builder.call(fn, [chref(ta_), chref(tb_), i32ref(m_), i32ref(n_), i32ref(k_),
+                          ref(al, ft, lambda x: x), builder.inttoptr(a_, i8p), i32ref(lda_),
+                          builder.inttoptr(b_, i8p), i32ref(ldb_), ref(be, ft, lambda x: x),
+                          builder.inttoptr(c_, i8p), i32ref(ldc_)])
+        return context.get_dummy_value()
+    return types.none(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), codegen
+
+
+@njit(cache=True)
+def _gemm(A, B, C, beta, trans_a, trans_b):
+    """C = op(A) @ op(B) + beta C for row-major 2-D arrays with unit column stride (rows may be
+    strided); op(X) = X.T if trans_x.  Row-major C = op(A) op(B) is column-major
+    C^T = op(B)^T op(A)^T, so BLAS gets the operands swapped."""
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    if M == 0 or N == 0:
+        return
+    isz = A.itemsize
+    one = C.dtype.type(1)
+    _xgemm(84 if trans_b else 78, 84 if trans_a else 78, N, M, K, one, B.ctypes.data,
+           max(1, B.strides[0] // isz), A.ctypes.data, max(1, A.strides[0] // isz),
+           C.dtype.type(beta), C.ctypes.data, max(1, C.strides[0] // isz))
 
 
 # ------------------------------------------------------------------ vectorisable float32 math
@@ -244,16 +304,6 @@ def _scatter_steps(d, b0, b1, T, reverse, dx):
             dx[b0 + r, t, :] = d[s * nb + r, :]
 
 
-@njit(cache=True)
-def _colsum(a, out):
-    """out[j] = sum_i a[i, j] (fixed order)."""
-    for j in range(out.shape[0]):
-        out[j] = 0
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            out[j] += a[i, j]
-
-
 @njit(cache=True, error_model="numpy")
 def _sum_blocks(parts):
     """parts (nblk, R, C) -> (R, C), summed over blocks in order (small work: serial)."""
@@ -269,14 +319,30 @@ def _sum_blocks(parts):
 
 
 @njit(cache=True)
-def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, dW, dU, db, dbh, dxs):
-    """One block's share: dW = xs^T dA, dU = hprev^T dR, db = colsum dA, dbh = colsum dR,
+def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs):
+    """One block's weight and input gradients, each weight gradient one GEMM over all steps.
+
+    With Z = [xs | 1 | h_prev] (n, I + 1 + H) built here:
+      separate=False (RNN, LSTM: dR is dA):  px (I + 1 + H, G) = Z^T dA = [dW; db; dU]
+      separate=True (GRU):  px (I + 1, G) = [xs | 1]^T dA = [dW; db],
+                            ph (1 + H, G) = [1 | h_prev]^T dR = [dbh; dU]
     dxs = dA W^T (skipped when dxs has no rows)."""
-    np.dot(xs_blk.T, dA, dW)
-    np.dot(hprev_blk.T, dR, dU)
-    _colsum(dA, db)
-    if dbh.shape[0] > 0:
-        _colsum(dR, dbh)
+    n, I = xs_blk.shape
+    H = hprev_blk.shape[1]
+    Z = np.empty((n, I + 1 + H), dtype=xs_blk.dtype)
+    one = xs_blk.dtype.type(1)
+    for i in range(n):
+        zr, xr, hr = Z[i], xs_blk[i], hprev_blk[i]
+        for j in range(I):
+            zr[j] = xr[j]
+        zr[I] = one
+        for j in range(H):
+            zr[I + 1 + j] = hr[j]
+    if separate:
+        _gemm(Z[:, :I + 1], dA, px, 0.0, True, False)
+        _gemm(Z[:, I:], dR, ph, 0.0, True, False)
+    else:
+        _gemm(Z, dA, px, 0.0, True, False)
     if dxs.shape[0] > 0:
         np.dot(dA, W.T, dxs)
 
@@ -288,17 +354,17 @@ def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, dW, dU, db, dbh, dxs):
 
 
 @njit(cache=True, **_EM)
-def _add_sigmoid(v, u, b):
-    """v = sigmoid(v + u + b), in place."""
+def _sigmoid_bias(v, b):
+    """v = sigmoid(v + b), in place."""
     for j in range(v.shape[0]):
-        v[j] = _sigmoid(v[j] + u[j] + b[j])
+        v[j] = _sigmoid(v[j] + b[j])
 
 
 @njit(cache=True, **_EM)
-def _add_tanh(v, u, b):
-    """v = tanh(v + u + b), in place."""
+def _tanh_bias(v, b):
+    """v = tanh(v + b), in place."""
     for j in range(v.shape[0]):
-        v[j] = _tanh(v[j] + u[j] + b[j])
+        v[j] = _tanh(v[j] + b[j])
 
 
 @njit(cache=True, **_EM)
@@ -325,17 +391,17 @@ def _grad_in(dh, dy, has_dy, g):
 
 
 @njit(cache=True, **_EM)
-def _rnn_row(z, u, b, act, hc, yr):
-    """hc = yr = act(z + u + b)."""
+def _rnn_row(z, b, act, hc, yr):
+    """hc = yr = act(z + b), z = x W + h U of one row."""
     if act == ACT_RELU:
         for j in range(hc.shape[0]):
-            v = z[j] + u[j] + b[j]
+            v = z[j] + b[j]
             v = max(v, v * 0)
             hc[j] = v
             yr[j] = v
     else:
         for j in range(hc.shape[0]):
-            v = _tanh(z[j] + u[j] + b[j])
+            v = _tanh(z[j] + b[j])
             hc[j] = v
             yr[j] = v
 
@@ -352,12 +418,12 @@ def _rnn_row_back(g, hc, act, dz):
 
 
 @njit(cache=True, **_EM)
-def _lstm_row(a, u, b, cp, cc, hc, yr):
-    """a: x W of one row (4H) -> i f g o in place; cc = f cp + i g; hc = yr = o tanh(cc)."""
+def _lstm_row(a, b, cp, cc, hc, yr):
+    """a: x W + h U of one row (4H) -> i f g o in place; cc = f cp + i g; hc = yr = o tanh(cc)."""
     H = cc.shape[0]
-    _add_sigmoid(a[:2 * H], u[:2 * H], b[:2 * H])
-    _add_tanh(a[2 * H:3 * H], u[2 * H:3 * H], b[2 * H:3 * H])
-    _add_sigmoid(a[3 * H:], u[3 * H:], b[3 * H:])
+    _sigmoid_bias(a[:2 * H], b[:2 * H])
+    _tanh_bias(a[2 * H:3 * H], b[2 * H:3 * H])
+    _sigmoid_bias(a[3 * H:], b[3 * H:])
     ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
     for j in range(H):
         cc[j] = af[j] * cp[j] + ai[j] * ag[j]
@@ -468,16 +534,15 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
         _gather_steps(x, b0, b1, reverse, xs)
         z = np.empty((nb * T, H), dtype=dt)
         np.dot(xs[xb:xb + nb * T], W, z)                            # input GEMM, all steps
-        tmp = np.empty((nb, H), dtype=dt)
         hs[hb:hb + nb] = h0[b0:b1]
         for s in range(T):
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
+            _gemm(hs[cur - nb:cur], U, z[s * nb:(s + 1) * nb], 1.0, False, False)   # z_s += h U
             for r in range(nb):
                 n = b0 + r
                 if _valid(t0, t1, n, t):
-                    _rnn_row(z[s * nb + r], tmp[r], b, act, hs[cur + r], y[n, t])
+                    _rnn_row(z[s * nb + r], b, act, hs[cur + r], y[n, t])
                 else:
                     _copy_row(hs[cur - nb + r], hs[cur + r])
                     _zero_row(y[n, t])
@@ -503,9 +568,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
     nblk = _n_blocks(B)
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
-    pW = np.empty((nblk, I, H), dtype=dt)
-    pU = np.empty((nblk, H, H), dtype=dt)
-    pb = np.empty((nblk, 1, H), dtype=dt)
+    parts = np.empty((nblk, I + 1 + H, H), dtype=dt)        # [dW; db; dU] of each block
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
@@ -513,7 +576,6 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
         xb, hb = b0 * T, b0 * (T + 1)
         dZ = np.empty((nb * T, H), dtype=dt)
         dh = dhT[b0:b1].copy()
-        tmp = np.empty((nb, H), dtype=dt)
         g = np.empty(H, dtype=dt)
         for s in range(T - 1, -1, -1):
             t = _time(s, T, reverse)
@@ -523,20 +585,19 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
                 if _valid(t0, t1, n, t):
                     _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
                     _rnn_row_back(g, hs[cur + r], act, dZ[s * nb + r])
+                    _zero_row(dh[r])                # replaced by the GEMM's dZ U^T
                 else:
-                    _zero_row(dZ[s * nb + r])
-            np.dot(dZ[s * nb:(s + 1) * nb], U.T, tmp)               # recurrent GEMM
-            for r in range(nb):
-                if _valid(t0, t1, b0 + r, t):
-                    _copy_row(tmp[r], dh[r])
+                    _zero_row(dZ[s * nb + r])       # dh[r] passes through
+            _gemm(dZ[s * nb:(s + 1) * nb], U, dh, 1.0, False, True)        # dh += dZ_s U^T
         dh0[b0:b1] = dh
         dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
-        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dZ, dZ, W, pW[k], pU[k],
-                           pb[k, 0], pb[k, 0, :0], dxs)
+        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dZ, dZ, W, False, parts[k],
+                           parts[k], dxs)
         if need_dx:
             _scatter_steps(dxs, b0, b1, T, reverse, dx)
         _ftz_exit(old)
-    return dx, _sum_blocks(pW), _sum_blocks(pU), _sum_blocks(pb)[0], dh0
+    g = _sum_blocks(parts)
+    return dx, g[:I].copy(), g[I + 1:].copy(), g[I].copy(), dh0
 
 
 # ------------------------------------------------------------------ LSTM
@@ -568,17 +629,16 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
         np.dot(xs[xb:xb + nb * T], W, acts[xb:xb + nb * T])         # input GEMM, all steps
-        tmp = np.empty((nb, G), dtype=dt)
         hs[hb:hb + nb] = h0[b0:b1]
         cs[hb:hb + nb] = c0[b0:b1]
         for s in range(T):
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
-            for r in range(nb):
+            _gemm(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], 1.0, False, False)
+            for r in range(nb):                                     # ^ acts_s += h U
                 n = b0 + r
                 if _valid(t0, t1, n, t):
-                    _lstm_row(acts[xb + s * nb + r], tmp[r], b, cs[cur - nb + r], cs[cur + r],
+                    _lstm_row(acts[xb + s * nb + r], b, cs[cur - nb + r], cs[cur + r],
                               hs[cur + r], y[n, t])
                 else:
                     _zero_row(acts[xb + s * nb + r])
@@ -611,9 +671,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt)
-    pW = np.empty((nblk, I, G), dtype=dt)
-    pU = np.empty((nblk, H, G), dtype=dt)
-    pb = np.empty((nblk, 1, G), dtype=dt)
+    parts = np.empty((nblk, I + 1 + H, G), dtype=dt)        # [dW; db; dU] of each block
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
@@ -622,7 +680,6 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
         dA = np.empty((nb * T, G), dtype=dt)
         dh = dhT[b0:b1].copy()
         dc = dcT[b0:b1].copy()
-        tmp = np.empty((nb, H), dtype=dt)
         g = np.empty(H, dtype=dt)
         for s in range(T - 1, -1, -1):
             t = _time(s, T, reverse)
@@ -633,21 +690,20 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
                     _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
                     _lstm_row_back(g, acts[xb + s * nb + r], cs[cur - nb + r], cs[cur + r],
                                    dc[r], dA[s * nb + r])
+                    _zero_row(dh[r])                # replaced by the GEMM's dA U^T
                 else:
-                    _zero_row(dA[s * nb + r])
-            np.dot(dA[s * nb:(s + 1) * nb], U.T, tmp)               # recurrent GEMM
-            for r in range(nb):
-                if _valid(t0, t1, b0 + r, t):
-                    _copy_row(tmp[r], dh[r])
+                    _zero_row(dA[s * nb + r])       # dh[r], dc[r] pass through
+            _gemm(dA[s * nb:(s + 1) * nb], U, dh, 1.0, False, True)        # dh += dA_s U^T
         dh0[b0:b1] = dh
         dc0[b0:b1] = dc
         dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
-        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dA, W, pW[k], pU[k],
-                           pb[k, 0], pb[k, 0, :0], dxs)
+        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dA, W, False, parts[k],
+                           parts[k], dxs)
         if need_dx:
             _scatter_steps(dxs, b0, b1, T, reverse, dx)
         _ftz_exit(old)
-    return dx, _sum_blocks(pW), _sum_blocks(pU), _sum_blocks(pb)[0], dh0, dc0
+    g = _sum_blocks(parts)
+    return dx, g[:I].copy(), g[I + 1:].copy(), g[I].copy(), dh0, dc0
 
 
 # ------------------------------------------------------------------ GRU
@@ -719,9 +775,8 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
     nblk = _n_blocks(B)
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
-    pW = np.empty((nblk, I, G), dtype=dt)
-    pU = np.empty((nblk, H, G), dtype=dt)
-    pb = np.empty((nblk, 2, G), dtype=dt)
+    px = np.empty((nblk, I + 1, G), dtype=dt)               # [dW; db] of each block
+    ph = np.empty((nblk, 1 + H, G), dtype=dt)               # [dbh; dU] of each block
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
@@ -730,8 +785,6 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
         dA = np.empty((nb * T, G), dtype=dt)     # dL/d(x W + b)        [r z n]
         dR = np.empty((nb * T, G), dtype=dt)     # dL/d(h U + bh)       [r z n]
         dh = dhT[b0:b1].copy()
-        direct = np.empty((nb, H), dtype=dt)     # dL/dh_{t-1} through z h_{t-1}
-        tmp = np.empty((nb, H), dtype=dt)
         g = np.empty(H, dtype=dt)
         for s in range(T - 1, -1, -1):
             t = _time(s, T, reverse)
@@ -742,26 +795,18 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
                 if _valid(t0, t1, n, t):
                     _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
                     _gru_row_back(g, acts[xb + row], un[xb + row], hs[cur - nb + r], dA[row],
-                                  dR[row], direct[r])
+                                  dR[row], dh[r])     # dh[r] <- the z h_{t-1} path
                 else:
                     _zero_row(dA[row])
                     _zero_row(dR[row])
-            np.dot(dR[s * nb:(s + 1) * nb], U.T, tmp)               # recurrent GEMM
-            for r in range(nb):
-                if _valid(t0, t1, b0 + r, t):
-                    _add_rows(tmp[r], direct[r], dh[r])
+            _gemm(dR[s * nb:(s + 1) * nb], U, dh, 1.0, False, True)        # dh += dR_s U^T
         dh0[b0:b1] = dh
         dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
-        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dR, W, pW[k], pU[k],
-                           pb[k, 0], pb[k, 1], dxs)
+        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dR, W, True, px[k],
+                           ph[k], dxs)
         if need_dx:
             _scatter_steps(dxs, b0, b1, T, reverse, dx)
         _ftz_exit(old)
-    pbs = _sum_blocks(pb)
-    return dx, _sum_blocks(pW), _sum_blocks(pU), pbs[0].copy(), pbs[1].copy(), dh0
+    gx, gh = _sum_blocks(px), _sum_blocks(ph)
+    return dx, gx[:I].copy(), gh[1:].copy(), gx[I].copy(), gh[0].copy(), dh0
 
-
-@njit(cache=True, **_EM)
-def _add_rows(a, b, out):
-    for j in range(out.shape[0]):
-        out[j] = a[j] + b[j]
