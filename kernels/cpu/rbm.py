@@ -44,11 +44,13 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 
 @njit(cache=True)
 def _n_blocks(n):
-    """Column blocks for n columns: a power of two, about 128 columns a block, at most 16."""
+    """Column blocks for n columns: a power of two, at least about 200 columns a block (fewer
+    blocks pack less: BLAS repacks the shared operand for every block), but 2 blocks from 128
+    columns on; at most 16."""
     nb = 1
-    while nb < 16 and 2 * nb * 128 <= n:
+    while nb < 16 and 2 * nb * 200 <= n:
         nb *= 2
-    return nb
+    return 2 if nb == 1 and n >= 128 else nb
 
 
 @njit(cache=True)
@@ -91,24 +93,27 @@ def _softplus(z, zero):
     return max(z, zero) + np.log1p(np.exp(-abs(z)))
 
 
-@njit(cache=True, fastmath={"contract"})
-def _sigmoid_seg(z, bias, out, ebits):
-    """out[j] = sigm(z[j] + bias[j]) for j < len(out); z may be out itself.
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _sigmoid_seg(x, bias, ebits):
+    """x[j] = sigm(x[j] + bias[j]) in place, for a contiguous segment x.
 
-    float64: 1 / (1 + exp(-x)) with libm's exp.  float32: the same through a branch-free
+    float64: 1 / (1 + exp(-z)) with libm's exp.  float32: the same through a branch-free
     exp that the compiler vectorises (Cephes' expf: 2^n times a degree-7 polynomial on
-    |r| <= ln2 / 2, about 1 ulp; 2^n built in ``ebits``, int32 scratch of len(out)).
-    Inputs below -87 give exactly 0 (no denormals), NaN stays NaN.
+    |r| <= ln2 / 2, about 1 ulp; 2^n built in ``ebits``, int32 scratch of len(x)).
+    Inputs below -87 give exactly 0 (no denormals), NaN stays NaN.  In place on purpose: with
+    separate input and output arrays that happen to be the same memory, the vectoriser's
+    overlap check sends every call down the scalar path.  error_model="numpy": Python's
+    zero-division check (1 + e^y is never 0) would stop the vectorisation too.
     """
-    L = out.shape[0]
-    if out.itemsize == 8:
+    L = x.shape[0]
+    if x.itemsize == 8:
         for j in range(L):
-            out[j] = 1.0 / (1.0 + np.exp(-(z[j] + bias[j])))
+            x[j] = 1.0 / (1.0 + np.exp(-(x[j] + bias[j])))
         return
     F = np.float32
     ef = ebits.view(np.float32)
     for j in range(L):
-        y = -(z[j] + bias[j])                       # sigm(x) = 1 / (1 + e^y), y = -x
+        y = -(x[j] + bias[j])                       # sigm(z) = 1 / (1 + e^y), y = -z
         yc = min(max(y, F(-87.0)), F(87.0))
         n = np.floor(yc * F(1.44269504088896341) + F(0.5))
         r = yc - n * F(0.693359375) - n * F(-2.12194440e-4)
@@ -121,31 +126,175 @@ def _sigmoid_seg(z, bias, out, ebits):
         bits = (np.int32(n) + np.int32(127)) << np.int32(23)
         bits = np.int32(0x7F800000) if y > F(87.0) else bits     # e^y = inf -> sigm = 0
         ebits[j] = np.int32(0x7FC00000) if y != y else bits      # NaN in, NaN out
-        out[j] = q * r * r + r + F(1.0)
+        x[j] = q * r * r + r + F(1.0)
     for j in range(L):
-        out[j] = F(1.0) / (F(1.0) + out[j] * ef[j])
+        x[j] = F(1.0) / (F(1.0) + x[j] * ef[j])
 
 
 @njit(cache=True)
 def _bernoulli_seg(p, u, out):
-    """out[j] = 1 if u[j] < p[j] else 0 (u uniform in [0, 1): P(out = 1) = p)."""
+    """out[j] = 1 if u[j] < p[j] else 0 (u uniform in [0, 1): P(out = 1) = p); out is not p."""
     one, zero = out.dtype.type(1), out.dtype.type(0)
     for j in range(out.shape[0]):
         out[j] = one if u[j] < p[j] else zero
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(cache=True)
+def _bernoulli_inplace(p, u):
+    """p[j] = 1 if u[j] < p[j] else 0, in place (see _sigmoid_seg on why in place)."""
+    one, zero = p.dtype.type(1), p.dtype.type(0)
+    for j in range(p.shape[0]):
+        p[j] = one if u[j] < p[j] else zero
+
+
+@njit(cache=True)
 def _sqdist_seg(a, b):
-    """sum_j (a[j] - b[j])^2 (vectorised; a fixed order for given sizes)."""
-    s = a.dtype.type(0)
-    for j in range(a.shape[0]):
+    """sum_j (a[j] - b[j])^2 in a fixed order: 16 lane sums (j mod 16, vectorisable without
+    reassociation, so the result cannot depend on the buffers' alignment), then the lanes."""
+    L = a.shape[0]
+    acc = np.zeros(16, a.dtype)
+    m = L - L % 16
+    for j0 in range(0, m, 16):
+        for l in range(16):
+            d = a[j0 + l] - b[j0 + l]
+            acc[l] += d * d
+    for j in range(m, L):
         d = a[j] - b[j]
-        s += d * d
+        acc[j - m] += d * d
+    s = a.dtype.type(0)
+    for l in range(16):
+        s += acc[l]
     return s
 
 
 # ---------------------------------------------------------------- contrastive divergence
+_DW_COLS = 64       # the weight gradient is formed 64 hidden units at a time (an L2-sized tile)
+
+
 @njit(parallel=True, cache=True)
+def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
+             sgd, lr, momentum, l2, vW, vb, vc):
+    """The CD-k / PCD-k chain of ``rbm_cd``, and with sgd=True the update of ``rbm_cd_sgd``.
+
+    Regions: 1 (hidden-unit blocks) P(h|v0) and h^(0); then per step one region over visible-
+    unit blocks (h -> v) and one over hidden-unit blocks (v -> h).  The last h -> v region also
+    forms db (and updates b), the last v -> h region dc and, 64 columns at a time,
+    dW = [v0; v_k]^T [-P(h|v0); p_k] / N (one GEMM with K = 2N per tile), then the SGD update
+    of those columns of W.  Each block owns its columns throughout, so the bias sums are
+    block-local, and W, b, c can be updated in place: a block only rewrites columns that no
+    other block reads in the same region, after their last use.  (In place rather than into
+    separate outputs that may alias the inputs: the vectoriser's overlap checks would fail.)
+    """
+    N, V = v0.shape
+    H = W.shape[1]
+    T = v0.dtype.type
+    zero = T(0)
+    lr_, mu_, l2_ = T(lr), T(momentum), T(l2)
+    X = np.empty((2 * N, V), v0.dtype)      # [v0; v_k]
+    G = np.empty((2 * N, H), v0.dtype)      # [-P(h|v0); p_k]
+    hs = np.empty((N, H), v0.dtype)         # current hidden sample
+    nbh, nbv = _n_blocks(H), _n_blocks(V)
+    errb = np.zeros((nbv, N), v0.dtype)
+    dW = np.empty((0 if sgd else V, H), v0.dtype)
+    db = np.zeros(V, v0.dtype)
+    dc = np.zeros(H, v0.dtype)
+    Xn, Gn = X[N:], G[N:]
+    inv = 1.0 / N
+
+    # positive phase: P(h|v0) (stored negated in G), h^(0) for CD, dc's positive part
+    for q in prange(nbh):
+        j0, j1 = q * H // nbh, (q + 1) * H // nbh
+        eb = np.empty(j1 - j0, np.int32)
+        _gemm(v0, W[:, j0:j1], G[:N, j0:j1], False, False, 1.0, 0.0)
+        for n in range(N):
+            g = G[n, j0:j1]
+            _sigmoid_seg(g, c[j0:j1], eb)
+            if not persistent:
+                _bernoulli_seg(g, uh[0, n, j0:j1], hs[n, j0:j1])
+            for j in range(j0, j1):
+                dc[j] -= G[n, j]
+                G[n, j] = -G[n, j]
+
+    for t in range(k):
+        src = chain if persistent and t == 0 else hs
+        last = t == k - 1
+        # h -> v: v_t from h^(t-1); at t = 0 also copy v0 into X and measure the reconstruction
+        for q in prange(nbv):
+            i0, i1 = q * V // nbv, (q + 1) * V // nbv
+            eb = np.empty(i1 - i0, np.int32)
+            _gemm(src, W[i0:i1], Xn[:, i0:i1], False, True, 1.0, 0.0)
+            for n in range(N):
+                x = Xn[n, i0:i1]
+                if gaussian:
+                    for i in range(i0, i1):
+                        Xn[n, i] += b[i]
+                else:
+                    _sigmoid_seg(x, b[i0:i1], eb)
+                if t == 0:
+                    X[n, i0:i1] = v0[n, i0:i1]
+                    if not persistent:
+                        errb[q, n] = _sqdist_seg(v0[n, i0:i1], x)
+                if sample_visible:
+                    if gaussian:
+                        for i in range(i0, i1):
+                            Xn[n, i] += nv[t, n, i]
+                    else:
+                        _bernoulli_inplace(x, nv[t, n, i0:i1])
+                if last:
+                    for i in range(i0, i1):
+                        db[i] += Xn[n, i] - v0[n, i]
+            if last:
+                for i in range(i0, i1):
+                    db[i] *= T(inv)
+                if sgd:
+                    for i in range(i0, i1):
+                        vb[i] = mu_ * vb[i] + db[i]
+                        b[i] = b[i] + (-lr_ * vb[i])
+        # v -> h: p_t, h^(t); at the last step also dc and this block's columns of dW
+        draw = persistent or not last
+        s = t if persistent else t + 1
+        for q in prange(nbh):
+            j0, j1 = q * H // nbh, (q + 1) * H // nbh
+            eb = np.empty(j1 - j0, np.int32)
+            _gemm(Xn, W[:, j0:j1], Gn[:, j0:j1], False, False, 1.0, 0.0)
+            for n in range(N):
+                g = Gn[n, j0:j1]
+                _sigmoid_seg(g, c[j0:j1], eb)
+                if draw:
+                    _bernoulli_seg(g, uh[s, n, j0:j1], hs[n, j0:j1])
+                if last:
+                    for j in range(j0, j1):
+                        dc[j] += Gn[n, j]
+            if last:
+                for j in range(j0, j1):
+                    dc[j] *= T(inv)
+                tile = np.empty((V if sgd else 0, _DW_COLS), v0.dtype)
+                for a in range(j0, j1, _DW_COLS):
+                    e = min(a + _DW_COLS, j1)
+                    if not sgd:
+                        _gemm(X, G[:, a:e], dW[:, a:e], True, False, inv, 0.0)
+                        continue
+                    w = e - a
+                    _gemm(X, G[:, a:e], tile[:, :w], True, False, inv, 0.0)
+                    for i in range(V):          # optim.sgd's arithmetic, op for op
+                        for jj in range(w):
+                            j = a + jj
+                            vW[i, j] = mu_ * vW[i, j] + (tile[i, jj] + l2_ * W[i, j])
+                            W[i, j] = W[i, j] + (-lr_ * vW[i, j])
+                if sgd:
+                    for j in range(j0, j1):
+                        vc[j] = mu_ * vc[j] + dc[j]
+                        c[j] = c[j] + (-lr_ * vc[j])
+
+    err = np.zeros(N, v0.dtype)
+    for q in range(nbv):
+        for n in range(N):
+            err[n] += errb[q, n]
+    new_chain = hs if persistent else np.empty((0, H), v0.dtype)
+    return dW, db, dc, new_chain, Xn, err
+
+
+@njit(cache=True)
 def rbm_cd(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv):
     """CD-k (persistent=False) or PCD-k (persistent=True) gradient in one call.
 
@@ -169,98 +318,32 @@ def rbm_cd(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv):
         v_neg (N, V) = v_k, the negative visible states
         err (N,) squared reconstruction error per row, |v0 - E[v_1|h^(0)]|^2 (CD; zeros for PCD)
 
-    Work: 2k + 1 parallel regions.  Region 1 (hidden-unit blocks): P(h|v0), h^(0).  Then per
-    step one region over visible-unit blocks (h -> v) and one over hidden-unit blocks (v -> h);
-    the last v -> h region also forms its block of columns of dW = [v0; v_k]^T [-P(h|v0); p_k]
-    / N with one GEMM (K = 2N).  Each block owns its columns throughout, so the bias sums are
-    block-local too.
+    2k + 1 parallel regions (see _cd_core).
     """
-    N, V = v0.shape
     H = W.shape[1]
-    T = v0.dtype.type
-    zero = T(0)
-    X = np.empty((2 * N, V), v0.dtype)      # [v0; v_k]
-    G = np.empty((2 * N, H), v0.dtype)      # [-P(h|v0); p_k]
-    hs = np.empty((N, H), v0.dtype)         # current hidden sample
-    nbh, nbv = _n_blocks(H), _n_blocks(V)
-    errb = np.zeros((nbv, N), v0.dtype)
-    dW = np.empty((V, H), v0.dtype)
-    db = np.zeros(V, v0.dtype)
-    dc = np.zeros(H, v0.dtype)
-    Xn, Gn = X[N:], G[N:]
-    inv = 1.0 / N
+    e1 = np.empty(0, v0.dtype)
+    e2 = np.empty((0, H), v0.dtype)
+    return _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
+                    False, 0.0, 0.0, 0.0, e2, e1, e1)
 
-    # positive phase: P(h|v0) (stored negated in G), h^(0) for CD, dc's positive part
-    for q in prange(nbh):
-        j0, j1 = q * H // nbh, (q + 1) * H // nbh
-        eb = np.empty(j1 - j0, np.int32)
-        _gemm(v0, W[:, j0:j1], G[:N, j0:j1], False, False, 1.0, 0.0)
-        for n in range(N):
-            g = G[n, j0:j1]
-            _sigmoid_seg(g, c[j0:j1], g, eb)
-            if not persistent:
-                _bernoulli_seg(g, uh[0, n, j0:j1], hs[n, j0:j1])
-            for j in range(j0, j1):
-                dc[j] -= G[n, j]
-                G[n, j] = -G[n, j]
 
-    for t in range(k):
-        src = chain if persistent and t == 0 else hs
-        last = t == k - 1
-        # h -> v: v_t from h^(t-1); at t = 0 also copy v0 into X and measure the reconstruction
-        for q in prange(nbv):
-            i0, i1 = q * V // nbv, (q + 1) * V // nbv
-            eb = np.empty(i1 - i0, np.int32)
-            _gemm(src, W[i0:i1], Xn[:, i0:i1], False, True, 1.0, 0.0)
-            for n in range(N):
-                x = Xn[n, i0:i1]
-                if gaussian:
-                    for i in range(i0, i1):
-                        Xn[n, i] += b[i]
-                else:
-                    _sigmoid_seg(x, b[i0:i1], x, eb)
-                if t == 0:
-                    X[n, i0:i1] = v0[n, i0:i1]
-                    if not persistent:
-                        errb[q, n] = _sqdist_seg(v0[n, i0:i1], x)
-                if sample_visible:
-                    if gaussian:
-                        for i in range(i0, i1):
-                            Xn[n, i] += nv[t, n, i]
-                    else:
-                        _bernoulli_seg(x, nv[t, n, i0:i1], x)
-                if last:
-                    for i in range(i0, i1):
-                        db[i] += Xn[n, i] - v0[n, i]
-            if last:
-                for i in range(i0, i1):
-                    db[i] *= T(inv)
-        # v -> h: p_t, h^(t); at the last step also dc and this block's columns of dW
-        draw = persistent or not last
-        s = t if persistent else t + 1
-        for q in prange(nbh):
-            j0, j1 = q * H // nbh, (q + 1) * H // nbh
-            eb = np.empty(j1 - j0, np.int32)
-            _gemm(Xn, W[:, j0:j1], Gn[:, j0:j1], False, False, 1.0, 0.0)
-            for n in range(N):
-                g = Gn[n, j0:j1]
-                _sigmoid_seg(g, c[j0:j1], g, eb)
-                if draw:
-                    _bernoulli_seg(g, uh[s, n, j0:j1], hs[n, j0:j1])
-                if last:
-                    for j in range(j0, j1):
-                        dc[j] += Gn[n, j]
-            if last:
-                for j in range(j0, j1):
-                    dc[j] *= T(inv)
-                _gemm(X, G[:, j0:j1], dW[:, j0:j1], True, False, inv, 0.0)
+@njit(cache=True)
+def rbm_cd_sgd(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
+               lr, momentum, l2, vW, vb, vc):
+    """rbm_cd fused with an SGD-with-momentum step (Hinton's recipe) that updates W, b, c and
+    their velocities vW, vb, vc IN PLACE (the caller owns them; dlkit.rbm.fit works on copies).
 
-    err = np.zeros(N, v0.dtype)
-    for q in range(nbv):
-        for n in range(N):
-            err[n] += errb[q, n]
-    new_chain = hs if persistent else np.empty((0, H), v0.dtype)
-    return dW, db, dc, new_chain, Xn, err
+    With (g_W, g_b, g_c) = rbm_cd's (dW + l2 W, db, dc) (weight decay on W only), for each
+    parameter p with velocity v:  v = momentum v + g,  p = p + (-lr v): exactly the arithmetic
+    of ``optim.sgd(lr, momentum)`` after ``rbm.weight_decay``, so the two paths agree bit for
+    bit; but the gradient never leaves the cache: each 64-column tile of dW updates the same
+    columns of W right after its GEMM, and no gradient or update array is allocated.
+    Returns (new_chain, v_neg, err) as rbm_cd.
+    """
+    _, _, _, new_chain, v_neg, err = _cd_core(
+        v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
+        True, lr, momentum, l2, vW, vb, vc)
+    return new_chain, v_neg, err
 
 
 # ---------------------------------------------------------------- conditionals and sampling
@@ -276,7 +359,7 @@ def rbm_hidden(v, W, c):
         eb = np.empty(j1 - j0, np.int32)
         _gemm(v, W[:, j0:j1], h[:, j0:j1], False, False, 1.0, 0.0)
         for n in range(N):
-            _sigmoid_seg(h[n, j0:j1], c[j0:j1], h[n, j0:j1], eb)
+            _sigmoid_seg(h[n, j0:j1], c[j0:j1], eb)
     return h
 
 
@@ -296,7 +379,7 @@ def rbm_visible(h, W, b, gaussian):
                 for i in range(i0, i1):
                     v[n, i] += b[i]
             else:
-                _sigmoid_seg(v[n, i0:i1], b[i0:i1], v[n, i0:i1], eb)
+                _sigmoid_seg(v[n, i0:i1], b[i0:i1], eb)
     return v
 
 
@@ -323,8 +406,8 @@ def rbm_gibbs(v, W, b, c, n_steps, gaussian, uh, nv):
             _gemm(x, W[:, j0:j1], h[:, j0:j1], False, False, 1.0, 0.0)
             for n in range(N):
                 g = h[n, j0:j1]
-                _sigmoid_seg(g, c[j0:j1], g, eb)
-                _bernoulli_seg(g, uh[t, n, j0:j1], g)
+                _sigmoid_seg(g, c[j0:j1], eb)
+                _bernoulli_inplace(g, uh[t, n, j0:j1])
         for q in prange(nbv):
             i0, i1 = q * V // nbv, (q + 1) * V // nbv
             eb = np.empty(i1 - i0, np.int32)
@@ -335,7 +418,7 @@ def rbm_gibbs(v, W, b, c, n_steps, gaussian, uh, nv):
                         m[n, i] += b[i]
                         x[n, i] = m[n, i] + nv[t, n, i]
                 else:
-                    _sigmoid_seg(m[n, i0:i1], b[i0:i1], m[n, i0:i1], eb)
+                    _sigmoid_seg(m[n, i0:i1], b[i0:i1], eb)
                     _bernoulli_seg(m[n, i0:i1], nv[t, n, i0:i1], x[n, i0:i1])
     return x, m, h
 
@@ -392,7 +475,7 @@ def rbm_free_energy_grad(v, W, b, c, gaussian):
         for j in range(j0, j1):
             dc[j] = T(0)
         for n in range(N):
-            _sigmoid_seg(P[n, j0:j1], c[j0:j1], P[n, j0:j1], eb)
+            _sigmoid_seg(P[n, j0:j1], c[j0:j1], eb)
             for j in range(j0, j1):
                 dc[j] -= P[n, j]
         for j in range(j0, j1):

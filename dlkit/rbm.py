@@ -1,0 +1,510 @@
+"""Restricted Boltzmann machines (kernels: kernels.cpu.rbm).
+
+An RBM is a plain param dict ``{"W": (n_visible, n_hidden), "vbias": (n_visible,),
+"hbias": (n_hidden,)}`` (W in the Dense layout (in, out), so a trained RBM drops into
+``layers.Dense(n_hidden, "sigmoid")`` as ``{"W": W, "b": hbias}``).  Hidden units are
+Bernoulli; visible units are Bernoulli (``visible="bernoulli"``, data in [0, 1]) or Gaussian
+with unit variance (``visible="gaussian"``, standardise the data first).  Every function takes
+``visible=`` and defaults to Bernoulli.
+
+    init(key, n_visible, n_hidden, *, std=0.01, data=None, visible=..., dtype=np.float32)
+        -> params   W ~ N(0, std^2), hbias = 0, vbias = log(p / (1 - p)) of the data's
+           per-unit mean p when ``data`` is given (Hinton's practical guide), else 0
+    cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible=...)
+        -> (grads, chain, stats)
+           CD-k when chain is None, persistent CD-k (PCD) when chain is the hidden state
+           (batch, n_hidden) returned by the previous call (start one with ``init_chain``).
+           grads = dLoss/dθ = -(positive - negative statistics) / batch, the same keys,
+           shapes and dtypes as params, so any dlkit optimizer applies them.  The returned
+           chain is None for CD.  stats = {"recon_error": mean over the batch of
+           |v0 - E[v_1|h_0]|^2 (CD; None for PCD, whose chain does not start at the data)}.
+           sample_visible=False uses the visible means in the negative phase (Hinton's
+           recipe) instead of samples (textbook CD, and scikit-learn's BernoulliRBM).
+    init_chain(params, v, key, *, visible=...)     -> a PCD chain: h ~ P(h | v)
+    transform(params, v)                           -> P(h = 1 | v)            (N, n_hidden)
+    visible_mean(params, h, *, visible=...)        -> E[v | h]                (N, n_visible)
+    reconstruct(params, v, *, visible=...)         -> E[v | h = P(h|v)]       (mean field)
+    reconstruction_error(params, v, *, visible=...) -> mean over rows of |v - reconstruct(v)|^2
+    gibbs(params, v, key, n_steps=1, *, visible=...) -> (v_sample, v_mean, h_sample)
+    free_energy(params, v, *, visible=...)         -> F(v) per row             (N,)
+    free_energy_grad(params, v, *, visible=...)    -> d mean_n F(v_n) / dθ     (grads dict)
+    pseudo_likelihood(params, v, key)              -> (N,) as scikit-learn's
+           BernoulliRBM.score_samples (Bernoulli only), the flipped units drawn from ``key``
+    weight_decay(grads, params, l2)                -> grads with l2 * W added to W only
+    hinton_sgd(lr=0.1, momentum=0.5)               -> optim.sgd: the practical guide's recipe
+    fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False, ...)
+        -> FitResult(params, opt_state, chain, history): CD-k / PCD-k training with Hinton's
+           recipe by default (SGD lr 0.1, momentum 0.5 then 0.9, weight decay 2e-4 on W,
+           visible means), the SGD step fused into the CD kernel; or any dlkit optimizer
+
+Randomness: each call draws everything from its ``key`` with ``random.generator(key)``:
+first the hidden uniforms (k, N, n_hidden), then the visible noise (k, N, n_visible) as
+uniforms (Bernoulli) or standard normals (Gaussian), in the data's dtype.  The same key gives
+the same bits.  Every input is checked on the host (dtype, shapes, Bernoulli data in [0, 1],
+k >= 1, the chain's shape) before any kernel runs; errors say what was expected and what came.
+"""
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from kernels.cpu import rbm as K
+
+from . import _check as chk
+from . import optim
+from .random import fold_in, generator
+
+VISIBLE = ("bernoulli", "gaussian")
+PARAMS = ("W", "vbias", "hbias")
+
+
+# ---------------------------------------------------------------- checks
+def _visible_kind(visible):
+    if visible not in VISIBLE:
+        raise ValueError(f"rbm: visible must be one of {VISIBLE}, got {visible!r}")
+    return visible == "gaussian"
+
+
+def _host(a, what):
+    """a as a writeable C-contiguous numpy array (a copy when read-only: Numba would compile a
+    separate specialisation of every kernel for read-only arrays)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy array, got {type(a).__name__}"
+                        + (" (the RBM kernels run on the CPU only; copy device arrays to the "
+                           "host)" if hasattr(a, "copy_to_host") else ""))
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
+def check_params(params, what="rbm"):
+    """Validate an RBM param dict; returns (W, vbias, hbias) as C-contiguous arrays."""
+    chk.params(params, PARAMS, what)
+    W, vb, hb = (_host(params[n], f"{what} param {n!r}") for n in PARAMS)
+    if W.ndim != 2:
+        raise ValueError(f"{what}: W must be 2-D (n_visible, n_hidden), got shape {W.shape}")
+    V, H = W.shape
+    if vb.shape != (V,) or hb.shape != (H,):
+        raise ValueError(f"{what}: W{W.shape} needs vbias of shape ({V},) and hbias of shape "
+                         f"({H},), got vbias{vb.shape} and hbias{hb.shape}")
+    chk.same_dtype(what, W=W, vbias=vb, hbias=hb)
+    return W, vb, hb
+
+
+def _data(v, W, what, gaussian, name="visible data"):
+    """v checked against W: float, 2-D (batch, n_visible), W's dtype, in [0, 1] (Bernoulli) or
+    finite (Gaussian).  Returns it C-contiguous."""
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iub":
+        raise TypeError(f"{what}: {name} must be float32/float64, got {v.dtype}"
+                        + (" (scale uint8 images to [0, 1], e.g. x / 255)"
+                           if v.dtype == np.uint8 else ""))
+    v = chk.floating(_host(v, f"{what} {name}"), f"{what} {name}")
+    chk.ndim(v, 2, f"{what} {name}", "batch, n_visible")
+    if v.shape[1] != W.shape[0]:
+        raise ValueError(f"{what}: {name} has {v.shape[1]} units per row, the RBM has "
+                         f"{W.shape[0]} visible units (data shape {v.shape}, W shape {W.shape})")
+    if v.dtype != W.dtype:
+        raise TypeError(f"{what}: {name} is {v.dtype} but the params are {W.dtype}; "
+                        "cast one to the other")
+    if v.size:
+        lo, hi = v.min(), v.max()
+        if gaussian:
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"{what}: {name} contains NaN or Inf")
+        elif not (lo >= 0 and hi <= 1):
+            bad = "NaN" if np.isnan(lo) or np.isnan(hi) else f"range [{lo:g}, {hi:g}]"
+            raise ValueError(f"{what}: Bernoulli visible units need data in [0, 1], got {bad}; "
+                             "scale the data (e.g. x / 255) or use visible='gaussian' for "
+                             "real-valued data")
+    return v
+
+
+def _k(k, what):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{what}: k (Gibbs steps) must be an int >= 1, got {k!r}")
+    return int(k)
+
+
+def _chain(chain, N, H, dtype, what):
+    if not isinstance(chain, np.ndarray):
+        raise TypeError(f"{what}: chain must be the ndarray returned by the previous call "
+                        f"(or rbm.init_chain), got {type(chain).__name__}")
+    if chain.shape != (N, H):
+        raise ValueError(f"{what}: chain has shape {chain.shape} but this batch needs "
+                         f"({N}, {H}) (batch rows, hidden units); a PCD chain has one row per "
+                         "batch row: keep the batch size fixed or start a new chain with "
+                         "rbm.init_chain")
+    if chain.dtype != dtype:
+        raise TypeError(f"{what}: chain is {chain.dtype}, the params are {dtype}")
+    if chain.size and not (chain.min() >= 0 and chain.max() <= 1):
+        raise ValueError(f"{what}: chain values must lie in [0, 1] (hidden states), got range "
+                         f"[{chain.min()}, {chain.max()}]")
+    return _host(chain, what)
+
+
+def _noise(gen, k, N, n, dtype, gaussian):
+    if gaussian:
+        return gen.standard_normal((k, N, n), dtype=dtype)
+    return gen.random((k, N, n), dtype=dtype)
+
+
+# ---------------------------------------------------------------- construction
+def init(key, n_visible, n_hidden, *, std=0.01, data=None, visible="bernoulli",
+         dtype=np.float32):
+    """New RBM params.  W ~ N(0, std^2); hbias = 0; vbias from ``data`` (N, n_visible) when
+    given: log(p / (1 - p)) with p the per-unit mean clipped to [1e-3, 1 - 1e-3] (Bernoulli),
+    the per-unit mean (Gaussian); zeros otherwise."""
+    V = chk.positive_int(n_visible, "rbm.init n_visible")
+    H = chk.positive_int(n_hidden, "rbm.init n_hidden")
+    gaussian = _visible_kind(visible)
+    dtype = np.dtype(dtype)
+    if dtype.type not in chk.FLOATS:
+        raise TypeError(f"rbm.init: dtype must be float32 or float64, got {dtype}")
+    if not (isinstance(std, (int, float)) and std >= 0):
+        raise ValueError(f"rbm.init: std must be a non-negative number, got {std!r}")
+    W = (generator(key).standard_normal((V, H)) * std).astype(dtype)
+    vb = np.zeros(V, dtype)
+    if data is not None:
+        x = _data(np.asarray(data, dtype), W, "rbm.init", gaussian, "data")
+        p = x.mean(axis=0, dtype=np.float64)
+        if not gaussian:
+            p = np.clip(p, 1e-3, 1 - 1e-3)
+            p = np.log(p / (1 - p))
+        vb = p.astype(dtype)
+    return {"W": W, "vbias": vb, "hbias": np.zeros(H, dtype)}
+
+
+# ---------------------------------------------------------------- contrastive divergence
+def _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian):
+    """cd_grads without the checks (inputs already validated)."""
+    N, V = v0.shape
+    H = W.shape[1]
+    gen = generator(key)
+    uh = gen.random((k, N, H), dtype=v0.dtype)
+    nv = _noise(gen, k, N, V, v0.dtype, gaussian) if sample_visible \
+        else np.empty((0, N, V), v0.dtype)
+    persistent = chain is not None
+    dW, db, dc, new_chain, _, err = K.rbm_cd(
+        v0, W, vb, hb, chain if persistent else np.empty((0, H), v0.dtype), k, persistent,
+        gaussian, bool(sample_visible), uh, nv)
+    stats = {"recon_error": None if persistent else float(err.sum()) / N}
+    return {"W": dW, "vbias": db, "hbias": dc}, (new_chain if persistent else None), stats
+
+
+def cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible="bernoulli"):
+    """Contrastive-divergence gradient (CD-k, or PCD-k with a chain); see the module docstring.
+
+    v0 (N, n_visible) a batch of data; chain None (CD) or (N, n_hidden) (PCD).
+    Returns (grads, new_chain or None, stats)."""
+    what = "rbm.cd_grads"
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, what)
+    k = _k(k, what)
+    v0 = _data(v0, W, what, gaussian)
+    if chain is not None:
+        chain = _chain(chain, v0.shape[0], W.shape[1], W.dtype, what)
+    generator(key)                                       # checks the key
+    return _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian)
+
+
+def init_chain(params, v, key, *, visible="bernoulli"):
+    """A PCD chain started at data: h ~ P(h | v), shape (N, n_hidden), 0/1 in params' dtype."""
+    W, vb, hb = check_params(params, "rbm.init_chain")
+    v = _data(v, W, "rbm.init_chain", _visible_kind(visible))
+    p = K.rbm_hidden(v, W, hb)
+    return (generator(key).random(p.shape, dtype=p.dtype) < p).astype(p.dtype)
+
+
+# ---------------------------------------------------------------- inference and sampling
+def transform(params, v, *, visible="bernoulli"):
+    """Hidden probabilities P(h = 1 | v), (N, n_hidden) (scikit-learn's transform)."""
+    W, vb, hb = check_params(params, "rbm.transform")
+    return K.rbm_hidden(_data(v, W, "rbm.transform", _visible_kind(visible)), W, hb)
+
+
+def visible_mean(params, h, *, visible="bernoulli"):
+    """E[v | h] for hidden states (or probabilities) h (N, n_hidden)."""
+    what = "rbm.visible_mean"
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, what)
+    h = chk.floating(_host(h, f"{what} h"), f"{what} h")
+    chk.ndim(h, 2, f"{what} h", "batch, n_hidden")
+    if h.shape[1] != W.shape[1] or h.dtype != W.dtype:
+        raise ValueError(f"{what}: h must be (N, {W.shape[1]}) {W.dtype}, got {h.shape} "
+                         f"{h.dtype}")
+    return K.rbm_visible(h, W, vb, gaussian)
+
+
+def reconstruct(params, v, *, visible="bernoulli"):
+    """Mean-field reconstruction E[v | h = P(h | v)], (N, n_visible)."""
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, "rbm.reconstruct")
+    v = _data(v, W, "rbm.reconstruct", gaussian)
+    return K.rbm_visible(K.rbm_hidden(v, W, hb), W, vb, gaussian)
+
+
+def reconstruction_error(params, v, *, visible="bernoulli"):
+    """Mean over rows of the squared error |v - reconstruct(v)|^2 (a float)."""
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, "rbm.reconstruction_error")
+    v = _data(v, W, "rbm.reconstruction_error", gaussian)
+    if not len(v):
+        return 0.0
+    r = K.rbm_visible(K.rbm_hidden(v, W, hb), W, vb, gaussian)
+    return float(np.sum((v - r) ** 2, dtype=np.float64)) / len(v)
+
+
+def gibbs(params, v, key, n_steps=1, *, visible="bernoulli"):
+    """``n_steps`` of block Gibbs sampling v -> h -> v from v (N, n_visible).
+
+    Returns (v_sample, v_mean, h_sample): the last visible sample, the visible mean it was drawn
+    from (smoother for pictures), and the last hidden sample."""
+    what = "rbm.gibbs"
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, what)
+    v = _data(v, W, what, gaussian)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+        raise ValueError(f"{what}: n_steps must be an int >= 0, got {n_steps!r}")
+    N, V = v.shape
+    H = W.shape[1]
+    gen = generator(key)
+    uh = gen.random((n_steps, N, H), dtype=v.dtype)
+    nv = _noise(gen, n_steps, N, V, v.dtype, gaussian)
+    return K.rbm_gibbs(v, W, vb, hb, int(n_steps), gaussian, uh, nv)
+
+
+def free_energy(params, v, *, visible="bernoulli"):
+    """F(v) per row, (N,): -v.vbias - sum_j softplus(hbias_j + v W_:j) (Bernoulli) or
+    |v - vbias|^2 / 2 - sum_j softplus(...) (Gaussian)."""
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, "rbm.free_energy")
+    return K.rbm_free_energy(_data(v, W, "rbm.free_energy", gaussian), W, vb, hb, gaussian)
+
+
+def free_energy_grad(params, v, *, visible="bernoulli"):
+    """Gradient of mean_n F(v_n) with respect to the params (a dict like params).  The CD
+    gradient is this at the data minus this at the negative samples."""
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, "rbm.free_energy_grad")
+    v = _data(v, W, "rbm.free_energy_grad", gaussian)
+    if not len(v):
+        raise ValueError("rbm.free_energy_grad: needs at least one row")
+    dW, db, dc = K.rbm_free_energy_grad(v, W, vb, hb, gaussian)
+    return {"W": dW, "vbias": db, "hbias": dc}
+
+
+def pseudo_likelihood(params, v, key):
+    """Stochastic pseudo-log-likelihood per row, (N,), as scikit-learn's
+    BernoulliRBM.score_samples: flip one visible unit per row (index drawn from ``key`` with
+    ``generator(key).integers(0, n_visible, N)``), PL = n_visible * log sigm(F(v') - F(v)).
+    Bernoulli RBMs only (data meant to be binary, as in scikit-learn)."""
+    W, vb, hb = check_params(params, "rbm.pseudo_likelihood")
+    v = _data(v, W, "rbm.pseudo_likelihood", False)
+    idx = generator(key).integers(0, W.shape[0], v.shape[0], dtype=np.int64)
+    return K.rbm_pseudo_likelihood(v, W, vb, hb, idx)
+
+
+# ---------------------------------------------------------------- training recipe
+def weight_decay(grads, params, l2):
+    """grads with l2 * W added to grads["W"] (the biases are not decayed, as in Hinton's
+    practical guide; optim.sgd's own l2 would decay them too)."""
+    if not l2:
+        return grads
+    return dict(grads, W=grads["W"] + params["W"].dtype.type(l2) * params["W"])
+
+
+def hinton_sgd(lr=0.1, momentum=0.5):
+    """``optim.sgd(lr, momentum)``: the optimizer of Hinton's practical guide (and Hinton &
+    Salakhutdinov's rbm.m) for use with ``cd_grads``: lr 0.1 on batch-mean gradients, momentum
+    0.5 for the first epochs then 0.9 (make a new ``hinton_sgd(lr, 0.9)``; the state carries
+    over), weight cost 2e-4 on W only (``weight_decay``).  ``fit`` runs the same arithmetic fused
+    into the CD kernel."""
+    return optim.sgd(lr, momentum=momentum)
+
+
+class FitResult(NamedTuple):
+    params: dict
+    opt_state: dict
+    chain: object           # the PCD chain (None for CD)
+    history: dict
+
+
+def _number(x, what, lo=0.0):
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating)) or not x >= lo \
+            or not np.isfinite(x):
+        raise ValueError(f"rbm.fit: {what} must be a finite number >= {lo}, got {x!r}")
+    return float(x)
+
+
+def _sgd_state(state, params, what):
+    """The built-in SGD's state must be optim.sgd's: {"step": int, "v": like params}."""
+    if not isinstance(state, dict) or set(state) != {"step", "v"} \
+            or not isinstance(state["v"], dict) or set(state["v"]) != set(PARAMS):
+        raise ValueError(f"{what}: opt_state for the built-in SGD must be optim.sgd's state "
+                         f"{{'step', 'v': {{'W', 'vbias', 'hbias'}}}}, got "
+                         f"{state if not isinstance(state, dict) else sorted(state)}")
+    for n, a in state["v"].items():
+        if not isinstance(a, np.ndarray) or a.shape != params[n].shape \
+                or a.dtype != params[n].dtype:
+            raise ValueError(f"{what}: opt_state['v'][{n!r}] must be {params[n].shape} "
+                             f"{params[n].dtype}, got {getattr(a, 'shape', type(a).__name__)} "
+                             f"{getattr(a, 'dtype', '')}")
+
+
+def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
+        sample_visible=False, lr=0.1, momentum=0.5, final_momentum=0.9, momentum_switch=5,
+        weight_decay=2e-4, optimizer=None, visible="bernoulli", opt_state=None, chain=None,
+        start_epoch=0, monitor=None, callback=None, progress=False, desc="rbm", log=None):
+    """Train an RBM by CD-k / PCD-k on X (n, n_visible), epochs start_epoch .. epochs - 1.
+
+    The defaults are Hinton's practical-guide recipe: SGD with lr 0.1 (a number or a schedule
+    ``fn(step)``), momentum 0.5 switched to ``final_momentum`` 0.9 from epoch
+    ``momentum_switch`` on, weight decay 2e-4 on W only, visible means in the negative phase
+    (``sample_visible=False``; True samples them, as textbook CD and scikit-learn).  This
+    built-in SGD runs fused into the CD kernel (``kernels.cpu.rbm.rbm_cd_sgd``): the same
+    arithmetic as ``optim.sgd(lr, momentum)`` after ``weight_decay`` on ``cd_grads``, bit for bit,
+    without materialising the gradient.  ``optimizer``: any other dlkit optimizer instead (then
+    lr / momentum / final_momentum are not used); grads come from ``cd_grads`` and
+    ``weight_decay`` still applies to W.
+    opt_state: an optimizer state to continue from (the built-in SGD's is ``optim.sgd``'s:
+        {"step", "v"}); chain: a PCD chain to continue from.
+    Batches: epoch e visits X in the order ``generator(fold_in(key, 2*e)).permutation(n)``;
+        batch b draws its random numbers from ``fold_in(fold_in(key, 2*e + 1), b)``, so a run
+        resumed at start_epoch with the returned params / opt_state / chain continues exactly.
+        PCD drops the last partial batch (its chain needs a fixed batch size) and, unless given
+        a chain, starts it from the first batch's hidden samples.
+    monitor: an optional (n_m, n_visible) array evaluated after each epoch: its mean-field
+        reconstruction error and (Bernoulli) mean pseudo-likelihood go into the history.
+    callback(epoch, FitResult): after each epoch (epoch counts from 1), with copies.
+    Returns FitResult(params, opt_state, chain, history) with history lists "epoch",
+    "recon_error" (mean of the batches' CD reconstruction errors; None for PCD), "seconds", and
+    "monitor_recon_error", "monitor_pseudo_likelihood" when monitor is given.
+    """
+    what = "rbm.fit"
+    gaussian = _visible_kind(visible)
+    W, vb, hb = check_params(params, what)
+    k = _k(k, what)
+    batch_size = chk.positive_int(batch_size, f"{what} batch_size")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"{what}: epochs must be an int >= 0, got {epochs!r}")
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, (int, np.integer)) \
+            or not 0 <= start_epoch <= epochs:
+        raise ValueError(f"{what}: start_epoch must be an int in [0, epochs], got "
+                         f"{start_epoch!r}")
+    l2 = _number(weight_decay, "weight_decay")
+    fused = optimizer is None
+    if fused:
+        if not callable(lr):
+            _number(lr, "lr")
+        mom0 = _number(momentum, "momentum")
+        mom1 = mom0 if final_momentum is None else _number(final_momentum, "final_momentum")
+    elif not hasattr(optimizer, "update"):
+        raise TypeError(f"{what}: optimizer must be a dlkit optimizer (optim.sgd(...), "
+                        f"optim.adam(...), ...), got {type(optimizer).__name__}")
+    X = _data(X, W, what, gaussian, "X")
+    if monitor is not None:
+        monitor = _data(monitor, W, what, gaussian, "monitor")
+    n = len(X)
+    n_batches = n // batch_size if persistent else -(-n // batch_size)
+    if n_batches < 1:
+        raise ValueError(f"{what}: PCD needs at least one full batch of {batch_size} rows, "
+                         f"X has {n}")
+    if chain is not None:
+        if not persistent:
+            raise ValueError(f"{what}: a chain was given but persistent=False (CD keeps none)")
+        chain = _chain(chain, batch_size, W.shape[1], W.dtype, what)
+    # private copies: the fused kernel updates them in place, the caller's arrays stay as they are
+    params = {"W": W.copy(), "vbias": vb.copy(), "hbias": hb.copy()}
+    opt = optim.sgd(1.0, momentum=mom0) if fused else optimizer
+    if opt_state is None:
+        opt_state = opt.init(params)
+    else:
+        if fused:
+            _sgd_state(opt_state, params, what)
+        opt_state = {s: (v if s == "step" else {n_: np.array(a, copy=True)
+                                                 for n_, a in v.items()})
+                     for s, v in opt_state.items()}
+    step = int(opt_state["step"])
+    dtype = W.dtype
+    H, V = W.shape[1], W.shape[0]
+    history = {"epoch": [], "recon_error": [], "seconds": []}
+    if monitor is not None:
+        history.update(monitor_recon_error=[], monitor_pseudo_likelihood=[])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=(epochs - start_epoch) * n_batches, desc=desc, leave=False,
+                   mininterval=0.5)
+    empty = np.empty((0, H), dtype)
+    no_noise = np.empty((0, batch_size, V), dtype)
+    for e in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        order = generator(fold_in(key, 2 * e)).permutation(n)
+        bkey = fold_in(key, 2 * e + 1)
+        mu = (mom0 if e < momentum_switch else mom1) if fused else None
+        err_sum = 0.0
+        for b in range(n_batches):
+            xb = X[order[b * batch_size:(b + 1) * batch_size]]
+            if persistent and chain is None:
+                p = K.rbm_hidden(xb, params["W"], params["hbias"])
+                chain = (generator(fold_in(key, 1 << 30)).random(p.shape, dtype=p.dtype)
+                         < p).astype(p.dtype)
+            if fused:
+                N = len(xb)
+                gen = generator(fold_in(bkey, b))
+                uh = gen.random((k, N, H), dtype=dtype)
+                nv = _noise(gen, k, N, V, dtype, gaussian) if sample_visible else \
+                    (no_noise if N == batch_size else np.empty((0, N, V), dtype))
+                rate = float(lr(step)) if callable(lr) else lr
+                v = opt_state["v"]
+                new_chain, _, err = K.rbm_cd_sgd(
+                    xb, params["W"], params["vbias"], params["hbias"],
+                    chain if persistent else empty, k, persistent, gaussian,
+                    bool(sample_visible), uh, nv, rate, mu, l2, v["W"], v["vbias"], v["hbias"])
+                chain = new_chain if persistent else None
+                step += 1
+                if not persistent:
+                    err_sum += float(err.sum()) / N
+            else:
+                grads, chain, stats = _cd(params["W"], params["vbias"], params["hbias"], xb,
+                                          fold_in(bkey, b), k, chain if persistent else None,
+                                          sample_visible, gaussian)
+                if l2:
+                    grads["W"] = grads["W"] + dtype.type(l2) * params["W"]
+                updates, opt_state = opt.update(grads, opt_state, params)
+                params = optim.apply_updates(params, updates)
+                if not persistent:
+                    err_sum += stats["recon_error"]
+            if bar is not None:
+                bar.update(1)
+                if not persistent and b % 50 == 49:
+                    bar.set_postfix_str(f"epoch {e + 1} recon {err_sum / (b + 1):.2f}",
+                                        refresh=False)
+        if fused:
+            opt_state["step"] = np.array(step, np.int64)
+        history["epoch"].append(e + 1)
+        history["recon_error"].append(None if persistent else err_sum / n_batches)
+        history["seconds"].append(time.perf_counter() - t0)
+        msg = f"{desc} epoch {e + 1}/{epochs}"
+        if not persistent:
+            msg += f": recon error {err_sum / n_batches:.3f}"
+        if monitor is not None:
+            r = reconstruction_error(params, monitor, visible=visible)
+            history["monitor_recon_error"].append(r)
+            pl = None if gaussian else float(np.mean(pseudo_likelihood(
+                params, monitor, fold_in(key, (1 << 30) + 1 + e)), dtype=np.float64))
+            history["monitor_pseudo_likelihood"].append(pl)
+            msg += f" | monitor recon {r:.3f}" + ("" if pl is None else f" pseudo-LL {pl:.2f}")
+            if bar is not None:
+                bar.set_postfix_str(f"epoch {e + 1} recon {r:.2f}"
+                                    + ("" if pl is None else f" PL {pl:.1f}"), refresh=False)
+        msg += f" | {history['seconds'][-1]:.2f} s"
+        if log is not None:
+            log(msg)
+        if callback is not None:
+            import copy
+            callback(e + 1, FitResult(copy.deepcopy(params), copy.deepcopy(opt_state),
+                                      None if chain is None else chain.copy(),
+                                      copy.deepcopy(history)))
+    if bar is not None:
+        bar.close()
+    return FitResult(params, opt_state, chain, history)
