@@ -30,13 +30,20 @@ weight_ih as (G*H, I) and weight_hh as (G*H, H): W = weight_ih.T, U = weight_hh.
 Work split: the batch is cut into a fixed number of row blocks (``_n_blocks``: 64 rows a
 block, but two blocks from 32 rows on, at most 16; it depends on B only).  Batch rows are
 independent in a recurrence, so each block runs its whole sequence inside one ``prange``
-iteration with no synchronisation between steps: one input GEMM over all its time steps, then
-per step one recurrent GEMM (BLAS, on contiguous rows) followed by the fused gate pass.  The
-backward runs the same blocks in reverse time, then each block forms its partial weight
-gradients with one GEMM each over all its steps and its input gradient with one more; the
-partials are summed over blocks in a fixed order.  Results are therefore bit-identical across
-runs and thread counts.  A batch of one block (B < 32) runs the serial build of the same
-source (``parallel_above``): a parallel region with one iteration only costs.
+iteration with no synchronisation between steps: one input GEMM over all its time steps
+(acts = xs W), then per step one recurrent GEMM accumulating into that step's rows
+(acts_s += h_{s-1} U) followed by the fused gate pass.  The backward runs the same blocks in
+reverse time (per step: the gate-gradient pass, then dh += dA_s U^T), then each block forms
+all its weight and bias gradients with one GEMM over all its steps ([x | 1 | h_prev]^T dA;
+the GRU two, its dA and dR differ) and its input gradient with one more (dA W^T); the block
+partials are summed in a fixed order.  Results are therefore bit-identical across runs and
+thread counts.  A batch of one block (B < 32) runs the serial build of the same source
+(``parallel_above``): a parallel region with one iteration only costs.
+
+BLAS: np.dot cannot accumulate into its output nor take strided rows, so besides np.dot the
+kernels call the ?gemm of scipy's OpenBLAS (the one np.dot uses inside Numba, pinned to one
+thread by dlkit) through ``_gemm``; its address is registered with LLVM under a fixed symbol
+name, so the compiled kernels stay cacheable.
 
 Cache layout (arrays the forward returns for the backward; never modified by the backward):
 block k owning batch rows [b0, b1) (nb = b1 - b0) stores step-major rows, processing step
