@@ -2,7 +2,8 @@
 
     Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, activation=None,
            use_bias=True, W_init="he_uniform", b_init="zeros", algorithm="auto")
-        x (N, C, H, W) -> y (N, filters, OH, OW);  params W (filters, C/groups, KH, KW), b (filters,)
+        x (N, C, H, W) -> y (N, filters, OH, OW)
+        params W (filters, C/groups, KH, KW), b (filters,)
     MaxPool2D(pool_size=2, stride=None, padding=0)
     AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True)
         x (N, C, H, W) -> y (N, C, OH, OW);  no params

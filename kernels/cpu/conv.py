@@ -24,21 +24,27 @@ Shapes and arguments shared by every function here:
 
 with out-of-range input positions read as zero (g = co // (C_out/groups), Cg = C_in/groups).
 
-Two algorithms, each a forward/backward pair; ``conv2d_forward`` / ``conv2d_backward`` pick one
-per shape (``conv2d_algorithm``), and either can be called directly:
+Three algorithms, each a forward/backward pair; ``conv2d_forward`` / ``conv2d_backward`` pick
+one per shape (``conv2d_algorithm``), and each can be called directly:
 
 * ``direct`` (stride 1 only): loops over the taps on "wide" planes (below), each tap one long
-  vectorised multiply-add.  Used when one group's receptive field is small
+  vectorised multiply-add (a 3x3 filter on one channel: all nine taps in one pass, written
+  straight into y).  Used when one group's receptive field is small
   (``C_in/groups * KH * KW <= DIRECT_MAX_K``, e.g. a first layer on one input channel or a
   depthwise convolution), where a GEMM would have a tiny inner dimension.  Forward and dx are
   parallel over (sample, channel) planes, dW and db over output channels (each computes its own
   dW[co] over the whole batch, in sample order).
-* ``im2col``: per (sample, group), unfold the receptive fields into a column matrix
-  (C_in/groups*KH*KW, OH*OW) and do one BLAS GEMM with the group's (C_out/groups, K) weights.
-  Forward is parallel over blocks of (sample, group) pairs, writing y[n] directly; the backward
-  is parallel over a fixed number of batch chunks: each chunk does dW's GEMM over its samples at
-  once (columns of several samples side by side) into its own partial, and dx = col2im(W^T dy)
-  per sample into its own dx[n]; the partials are summed in chunk order afterwards.
+* ``winograd`` (3x3, stride 1, dilation 1, one group): F(2x2, 3x3), 16 BLAS GEMMs per batch
+  chunk on transformed tiles, 2.25x fewer multiplies than im2col; dx is the same algorithm on
+  the gradient with the kernel flipped, dW its transpose (see the section below).  Used for
+  3x3 stride-1 layers with at least 8 input and output channels.
+* ``im2col`` (everything else: strides, dilation, groups, any kernel): per (sample, group),
+  unfold the receptive fields into a column matrix (C_in/groups*KH*KW, OH*OW) and do one BLAS
+  GEMM with the group's (C_out/groups, K) weights.  Forward is parallel over blocks of
+  (sample, group) pairs, writing y[n] directly; the backward is parallel over a fixed number of
+  batch chunks: each chunk does dW's GEMM over its samples at once (columns of several samples
+  side by side) into its own partial, and dx = col2im(W^T dy) per sample into its own dx[n];
+  the partials are summed in chunk order afterwards.
 
 Every ``prange`` iteration writes memory no other iteration writes (its own planes, samples or
 partials): the backward passes gather per output element or per owned sample, never scatter-add
@@ -137,8 +143,9 @@ def _activation_grad(y, act, one):
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _taps_plane(acc, src, base, stride, w, Cg, KH, KW, dh, dw, Wp):
-    """acc[i] += sum_{ci,kh,kw} w[(ci*KH + kh)*KW + kw] * src[base + ci*stride + kh*dh*Wp + kw*dw + i]
-    for i < len(acc): every tap of one output plane, three taps per pass over acc."""
+    """acc[i] += sum_{ci,kh,kw} w[(ci*KH + kh)*KW + kw] * src[o + i] for i < len(acc), with
+    o = base + ci*stride + kh*dh*Wp + kw*dw: every tap of one output plane, three taps per pass
+    over acc."""
     L = U(acc.shape[0])
     ud = U(dw)
     for ci in range(Cg):
@@ -203,6 +210,33 @@ def _taps_dots(g, src, base, stride, Cg, KH, KW, dh, dw, Wp, out):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
+def _taps9_rows(yf, q, src, base, w, bv, dh, dw, Wp, OH, OW, act):
+    """One output plane of a 3x3 single-channel filter, written row by row straight into
+    yf[q + oh*OW + ow] = act(bv + sum of the 9 taps): every tap in one pass, no accumulator."""
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+    one = bv * 0 + 1
+    z = bv * 0
+    d1 = U(dw)
+    d2 = d1 + d1
+    uOW = U(OW)
+    for oh in range(OH):
+        r0 = U(base + oh * Wp)
+        r1 = r0 + U(dh * Wp)
+        r2 = r1 + U(dh * Wp)
+        o = q + U(oh * OW)
+        for i in range(uOW):
+            yf[o + i] = (bv + w0 * src[r0 + i] + w1 * src[r0 + d1 + i] + w2 * src[r0 + d2 + i]
+                         + w3 * src[r1 + i] + w4 * src[r1 + d1 + i] + w5 * src[r1 + d2 + i]
+                         + w6 * src[r2 + i] + w7 * src[r2 + d1 + i] + w8 * src[r2 + d2 + i])
+        if act == ACT_RELU:
+            for i in range(uOW):
+                yf[o + i] = max(yf[o + i], z)
+        elif act != ACT_NONE:
+            for i in range(uOW):
+                yf[o + i] = _activate(yf[o + i], act, one)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _pad_planes(x, n, c0, Cg, pt, pl, Hn, Wn, buf):
     """Copy the planes x[n, c0:c0+Cg] into buf as (Cg, Hn, Wn) with the padding applied
     (zeros outside the input)."""
@@ -262,6 +296,11 @@ def conv2d_forward_direct(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
         else:
             _pad_planes(x, n, grp * Cg, Cg, pt, pl, Hn, Wn, pad)
             src, base = pad, 0
+        if KH == 3 and KW == 3 and Cg == 1:
+            for co in range(co0, co1):
+                _taps9_rows(yf, U((n * Cout + co) * OH * OW), src, base, Wf[co], b[co], dh, dw,
+                            Wp, OH, OW, act)
+            continue
         acc = np.empty(L, dtype=x.dtype)
         for co in range(co0, co1):
             bv = b[co]

@@ -23,9 +23,11 @@ Average pooling: y = (sum of the window's input elements) / divisor, with diviso
 in the window otherwise.
 
 Backward passes are gathers: each input element sums the gradients of the windows that cover
-it (for max pooling, of the windows whose argmax it is), in a fixed order.  Every ``prange``
-iteration owns whole (sample, channel) planes, so results are bit-identical run to run and
-across thread counts.  The common 2x2 stride-2 unpadded max pooling has its own loops.
+it (for max pooling, of the windows whose argmax it is), in a fixed order.  The common 2x2
+stride-2 unpadded max pooling has its own loops: its windows do not overlap, so its backward
+zeroes the plane and stores each window's gradient at the window's argmax (every element is
+written by at most one window).  Every ``prange`` iteration owns whole (sample, channel) planes,
+so results are bit-identical run to run and across thread counts.
 """
 import numpy as np
 from numba import njit, prange

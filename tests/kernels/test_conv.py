@@ -49,7 +49,8 @@ def _windows(xp, kh, kw, s, d, OH, OW):
 
 
 def ref_conv(x, W, b, s, pads, d, groups, act="none"):
-    """y = act(conv(x, W) + b) in float64 by explicit tap loops; pads = (top, bottom, left, right)."""
+    """y = act(conv(x, W) + b) in float64 by explicit tap loops; pads = (top, bottom, left,
+    right)."""
     x, W, b = (np.asarray(a, np.float64) for a in (x, W, b))
     pt, pb, pl, pr = pads
     N, C, H, Wd = x.shape
