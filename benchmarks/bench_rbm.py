@@ -71,7 +71,7 @@ class CD:
     def time_cd1_sgd(self):
         W, b, c, vW, vb, vc = self.work
         K.rbm_cd_sgd(self.v, W, b, c, self.empty, 1, False, False, True, self.uh1, self.nv1,
-                     0.0, 0.5, 0.0, vW, vb, vc)     # lr 0: the params stay as they are
+                     0.0, 0.5, 0.0, 0.0, vW, vb, vc)     # lr 0: the params stay
 
     def time_cd1_api(self):
         rbm.cd_grads(self.p, self.v, self.key)

@@ -21,7 +21,7 @@ with unit variance (``visible="gaussian"``, standardise the data first).  Every 
            sample_visible=False uses the visible means in the negative phase (Hinton's
            recipe) instead of samples (textbook CD, and scikit-learn's BernoulliRBM).
     init_chain(params, v, key, *, visible=...)     -> a PCD chain: h ~ P(h | v)
-    transform(params, v)                           -> P(h = 1 | v)            (N, n_hidden)
+    transform(params, v, *, visible=...)           -> P(h = 1 | v)            (N, n_hidden)
     visible_mean(params, h, *, visible=...)        -> E[v | h]                (N, n_visible)
     reconstruct(params, v, *, visible=...)         -> E[v | h = P(h|v)]       (mean field)
     reconstruction_error(params, v, *, visible=...) -> mean over rows of |v - reconstruct(v)|^2
@@ -30,7 +30,7 @@ with unit variance (``visible="gaussian"``, standardise the data first).  Every 
     free_energy_grad(params, v, *, visible=...)    -> d mean_n F(v_n) / dθ     (grads dict)
     pseudo_likelihood(params, v, key)              -> (N,) as scikit-learn's
            BernoulliRBM.score_samples (Bernoulli only), the flipped units drawn from ``key``
-    weight_decay(grads, params, l2)                -> grads with l2 * W added to W only
+    weight_decay(grads, params, l2, l1=0)          -> grads + l2 W + l1 sign(W), on W only
     hinton_sgd(lr=0.1, momentum=0.5)               -> optim.sgd: the practical guide's recipe
     fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False, ...)
         -> FitResult(params, opt_state, chain, history): CD-k / PCD-k training with Hinton's
@@ -39,9 +39,11 @@ with unit variance (``visible="gaussian"``, standardise the data first).  Every 
 
 Randomness: each call draws everything from its ``key`` with ``random.generator(key)``:
 first the hidden uniforms (k, N, n_hidden), then the visible noise (k, N, n_visible) as
-uniforms (Bernoulli) or standard normals (Gaussian), in the data's dtype.  The same key gives
-the same bits.  Every input is checked on the host (dtype, shapes, Bernoulli data in [0, 1],
-k >= 1, the chain's shape) before any kernel runs; errors say what was expected and what came.
+uniforms (Bernoulli) or standard normals (Gaussian), in the data's dtype (float32 runs draw
+float32 numbers, so they sample differently from float64 runs with the same key).  The same
+key gives the same bits.  Every input is checked on the host (dtype, shapes, Bernoulli data in
+[0, 1], k >= 1, the chain's shape) before any kernel runs; errors say what was expected and
+what came.
 """
 import time
 from typing import NamedTuple
@@ -304,12 +306,23 @@ def pseudo_likelihood(params, v, key):
 
 
 # ---------------------------------------------------------------- training recipe
-def weight_decay(grads, params, l2):
-    """grads with l2 * W added to grads["W"] (the biases are not decayed, as in Hinton's
-    practical guide; optim.sgd's own l2 would decay them too)."""
-    if not l2:
+def weight_decay(grads, params, l2, l1=0.0):
+    """grads with (l2 W + l1 sign(W)) added to grads["W"]: L2 and L1 weight decay on the
+    weights only (the biases are not decayed, as in Hinton's practical guide; optim.sgd's own
+    l2 / l1 would decay them too).  L1 decay drives most weights to about zero and gives
+    localised receptive fields (practical guide, section 10)."""
+    return _decayed(grads, params, l2, l1)
+
+
+def _decayed(grads, params, l2, l1):
+    if not l2 and not l1:
         return grads
-    return dict(grads, W=grads["W"] + params["W"].dtype.type(l2) * params["W"])
+    W = params["W"]
+    t = W.dtype.type
+    g = grads["W"] + t(l2) * W
+    if l1:
+        g = g + t(l1) * np.sign(W)
+    return dict(grads, W=g)
 
 
 def hinton_sgd(lr=0.1, momentum=0.5):
@@ -352,14 +365,16 @@ def _sgd_state(state, params, what):
 
 def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
         sample_visible=False, lr=0.1, momentum=0.5, final_momentum=0.9, momentum_switch=5,
-        weight_decay=2e-4, optimizer=None, visible="bernoulli", opt_state=None, chain=None,
-        start_epoch=0, monitor=None, callback=None, progress=False, desc="rbm", log=None):
+        weight_decay=2e-4, l1=0.0, optimizer=None, visible="bernoulli", opt_state=None,
+        chain=None, start_epoch=0, monitor=None, callback=None, progress=False, desc="rbm",
+        log=None):
     """Train an RBM by CD-k / PCD-k on X (n, n_visible), epochs start_epoch .. epochs - 1.
 
     The defaults are Hinton's practical-guide recipe: SGD with lr 0.1 (a number or a schedule
     ``fn(step)``), momentum 0.5 switched to ``final_momentum`` 0.9 from epoch
-    ``momentum_switch`` on, weight decay 2e-4 on W only, visible means in the negative phase
-    (``sample_visible=False``; True samples them, as textbook CD and scikit-learn).  This
+    ``momentum_switch`` on, weight decay 2e-4 on W only (``l1`` adds an L1 penalty on W too:
+    sparse, localised filters), visible means in the negative phase (``sample_visible=False``;
+    True samples them, as textbook CD and scikit-learn).  This
     built-in SGD runs fused into the CD kernel (``kernels.cpu.rbm.rbm_cd_sgd``): the same
     arithmetic as ``optim.sgd(lr, momentum)`` after ``weight_decay`` on ``cd_grads``, bit for bit,
     without materialising the gradient.  ``optimizer``: any other dlkit optimizer instead (then
@@ -391,6 +406,7 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
         raise ValueError(f"{what}: start_epoch must be an int in [0, epochs], got "
                          f"{start_epoch!r}")
     l2 = _number(weight_decay, "weight_decay")
+    l1 = _number(l1, "l1")
     fused = optimizer is None
     if fused:
         if not callable(lr):
@@ -459,7 +475,8 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                 new_chain, _, err = K.rbm_cd_sgd(
                     xb, params["W"], params["vbias"], params["hbias"],
                     chain if persistent else empty, k, persistent, gaussian,
-                    bool(sample_visible), uh, nv, rate, mu, l2, v["W"], v["vbias"], v["hbias"])
+                    bool(sample_visible), uh, nv, rate, mu, l2, l1, v["W"], v["vbias"],
+                    v["hbias"])
                 chain = new_chain if persistent else None
                 step += 1
                 if not persistent:
@@ -468,8 +485,7 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                 grads, chain, stats = _cd(params["W"], params["vbias"], params["hbias"], xb,
                                           fold_in(bkey, b), k, chain if persistent else None,
                                           sample_visible, gaussian)
-                if l2:
-                    grads["W"] = grads["W"] + dtype.type(l2) * params["W"]
+                grads = _decayed(grads, params, l2, l1)
                 updates, opt_state = opt.update(grads, opt_state, params)
                 params = optim.apply_updates(params, updates)
                 if not persistent:
@@ -499,7 +515,11 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                                     + ("" if pl is None else f" PL {pl:.1f}"), refresh=False)
         msg += f" | {history['seconds'][-1]:.2f} s"
         if log is not None:
-            log(msg)
+            if bar is not None:
+                with bar.external_write_mode():     # the message above the bar, not inside it
+                    log(msg)
+            else:
+                log(msg)
         if callback is not None:
             import copy
             callback(e + 1, FitResult(copy.deepcopy(params), copy.deepcopy(opt_state),

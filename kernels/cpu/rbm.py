@@ -82,13 +82,6 @@ def _gemm(a, b, out, ta, tb, alpha, beta):
 
 
 @njit(cache=True, inline="always")
-def _sigmoid(z, one):
-    # exp(-z) overflows to inf for very negative z and 1 / (1 + inf) = 0: no NaN for any z
-    # (one is 1 in z's type, so float32 stays float32)
-    return one / (one + np.exp(-z))
-
-
-@njit(cache=True, inline="always")
 def _softplus(z, zero):
     return max(z, zero) + np.log1p(np.exp(-abs(z)))
 
@@ -168,19 +161,16 @@ def _sqdist_seg(a, b):
 
 
 # ---------------------------------------------------------------- contrastive divergence
-_DW_COLS = 64       # the weight gradient is formed 64 hidden units at a time (an L2-sized tile)
-
-
 @njit(parallel=True, cache=True)
 def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
-             sgd, lr, momentum, l2, vW, vb, vc):
+             sgd, lr, momentum, l2, l1, vW, vb, vc):
     """The CD-k / PCD-k chain of ``rbm_cd``, and with sgd=True the update of ``rbm_cd_sgd``.
 
     Regions: 1 (hidden-unit blocks) P(h|v0) and h^(0); then per step one region over visible-
     unit blocks (h -> v) and one over hidden-unit blocks (v -> h).  The last h -> v region also
-    forms db (and updates b), the last v -> h region dc and, 64 columns at a time,
-    dW = [v0; v_k]^T [-P(h|v0); p_k] / N (one GEMM with K = 2N per tile), then the SGD update
-    of those columns of W.  Each block owns its columns throughout, so the bias sums are
+    forms db (and updates b), the last v -> h region dc and its block of columns of
+    dW = [v0; v_k]^T [-P(h|v0); p_k] / N (one GEMM with K = 2N), then the SGD update of those
+    columns of W.  Each block owns its columns throughout, so the bias sums are
     block-local, and W, b, c can be updated in place: a block only rewrites columns that no
     other block reads in the same region, after their last use.  (In place rather than into
     separate outputs that may alias the inputs: the vectoriser's overlap checks would fail.)
@@ -188,8 +178,7 @@ def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv
     N, V = v0.shape
     H = W.shape[1]
     T = v0.dtype.type
-    zero = T(0)
-    lr_, mu_, l2_ = T(lr), T(momentum), T(l2)
+    lr_, mu_, l2_, l1_ = T(lr), T(momentum), T(l2), T(l1)
     X = np.empty((2 * N, V), v0.dtype)      # [v0; v_k]
     G = np.empty((2 * N, H), v0.dtype)      # [-P(h|v0); p_k]
     hs = np.empty((N, H), v0.dtype)         # current hidden sample
@@ -268,18 +257,17 @@ def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv
             if last:
                 for j in range(j0, j1):
                     dc[j] *= T(inv)
-                tile = np.empty((V if sgd else 0, _DW_COLS), v0.dtype)
-                for a in range(j0, j1, _DW_COLS):
-                    e = min(a + _DW_COLS, j1)
-                    if not sgd:
-                        _gemm(X, G[:, a:e], dW[:, a:e], True, False, inv, 0.0)
-                        continue
-                    w = e - a
-                    _gemm(X, G[:, a:e], tile[:, :w], True, False, inv, 0.0)
+                if not sgd:
+                    _gemm(X, G[:, j0:j1], dW[:, j0:j1], True, False, inv, 0.0)
+                else:
+                    w = j1 - j0
+                    tile = np.empty((V, w), v0.dtype)
+                    _gemm(X, G[:, j0:j1], tile, True, False, inv, 0.0)
                     for i in range(V):          # optim.sgd's arithmetic, op for op
                         for jj in range(w):
-                            j = a + jj
-                            vW[i, j] = mu_ * vW[i, j] + (tile[i, jj] + l2_ * W[i, j])
+                            j = j0 + jj
+                            g = (tile[i, jj] + l2_ * W[i, j]) + l1_ * np.sign(W[i, j])
+                            vW[i, j] = mu_ * vW[i, j] + g
                             W[i, j] = W[i, j] + (-lr_ * vW[i, j])
                 if sgd:
                     for j in range(j0, j1):
@@ -324,25 +312,26 @@ def rbm_cd(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv):
     e1 = np.empty(0, v0.dtype)
     e2 = np.empty((0, H), v0.dtype)
     return _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
-                    False, 0.0, 0.0, 0.0, e2, e1, e1)
+                    False, 0.0, 0.0, 0.0, 0.0, e2, e1, e1)
 
 
 @njit(cache=True)
 def rbm_cd_sgd(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
-               lr, momentum, l2, vW, vb, vc):
+               lr, momentum, l2, l1, vW, vb, vc):
     """rbm_cd fused with an SGD-with-momentum step (Hinton's recipe) that updates W, b, c and
     their velocities vW, vb, vc IN PLACE (the caller owns them; dlkit.rbm.fit works on copies).
 
-    With (g_W, g_b, g_c) = rbm_cd's (dW + l2 W, db, dc) (weight decay on W only), for each
-    parameter p with velocity v:  v = momentum v + g,  p = p + (-lr v): exactly the arithmetic
-    of ``optim.sgd(lr, momentum)`` after ``rbm.weight_decay``, so the two paths agree bit for
-    bit; but the gradient never leaves the cache: each 64-column tile of dW updates the same
-    columns of W right after its GEMM, and no gradient or update array is allocated.
+    With (g_W, g_b, g_c) = rbm_cd's ((dW + l2 W) + l1 sign(W), db, dc) (weight decay, L2 and
+    L1, on W only), for each parameter p with velocity v:  v = momentum v + g,  p = p + (-lr v):
+    exactly the arithmetic of ``optim.sgd(lr, momentum)`` after ``rbm.weight_decay``, so the
+    two paths agree bit for bit; but the gradient is never returned: each block's columns of dW
+    update the same columns of W right after their GEMM, in parallel, with no Python between
+    the CD step and the update.
     Returns (new_chain, v_neg, err) as rbm_cd.
     """
     _, _, _, new_chain, v_neg, err = _cd_core(
         v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv,
-        True, lr, momentum, l2, vW, vb, vc)
+        True, lr, momentum, l2, l1, vW, vb, vc)
     return new_chain, v_neg, err
 
 

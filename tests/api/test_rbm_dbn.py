@@ -145,6 +145,8 @@ def test_weight_decay_touches_W_only(rng):
     d = rbm.weight_decay(g, p, 0.5)
     np.testing.assert_allclose(d["W"], 0.5 * p["W"])
     assert not d["vbias"].any() and not d["hbias"].any()
+    d1 = rbm.weight_decay(g, p, 0.5, l1=0.25)
+    np.testing.assert_allclose(d1["W"], 0.5 * p["W"] + 0.25 * np.sign(p["W"]))
     assert rbm.weight_decay(g, p, 0.0) is g
 
 
@@ -156,7 +158,7 @@ def test_fit_fused_sgd_equals_cd_grads_with_optim_sgd(persistent, rng):
     X = protos[rng.integers(0, 3, 130)].astype(np.float32)
     p = rbm.init(random.key(0), 20, 10, data=X)
     kw = dict(batch_size=20, k=2, persistent=persistent, sample_visible=True,
-              weight_decay=1e-3)
+              weight_decay=1e-3, l1=1e-3)
     fused = rbm.fit(p, X, random.key(1), epochs=3, lr=0.1, momentum=0.5, final_momentum=None,
                     **kw)
     generic = rbm.fit(p, X, random.key(1), epochs=3, optimizer=optim.sgd(0.1, momentum=0.5),
@@ -348,6 +350,10 @@ def test_dbn_pretrain_greedy(rng):
     alone = rbm.fit(stack[1], rbm.transform(new[0], X), random.fold_in(random.key(1), 1),
                     epochs=2, batch_size=20, monitor=rbm.transform(new[0], X)[:50])
     assert tree.equal(alone.params, new[1])
+    # resuming after layer 0 (start_layer=1) gives the same stack
+    resumed, h2 = dbn.pretrain([new[0], stack[1]], X, random.key(1), epochs=[3, 2],
+                               batch_size=20, monitor_size=50, start_layer=1)
+    assert len(h2) == 1 and all(tree.equal(a, b) for a, b in zip(resumed, new))
 
 
 # ---------------------------------------------------------------- real data (Fashion-MNIST)

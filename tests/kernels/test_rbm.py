@@ -104,7 +104,7 @@ def test_cd_matches_numpy_reference(N, V, H, k, persistent, gaussian, sample_vis
 
 
 def test_cd_gradient_is_free_energy_gradient_difference(rng):
-    """dLoss/dθ of CD = dF/dθ at the data minus dF/dθ at the negative samples (mean over rows)."""
+    """dLoss/dθ of CD = dF/dθ at the data minus dF/dθ at the negative samples (row means)."""
     for gaussian in (False, True):
         v0, W, b, c, chain, uh, nv = problem(rng, 20, 31, 17, 2, gaussian)
         dW, db, dc, _, v_neg, _ = run_cd(v0, W, b, c, chain, uh, nv, 2, False, gaussian, True)
@@ -266,3 +266,25 @@ def test_bit_identical_repeats_and_thread_counts(rng):
                     assert a.tobytes() == o.tobytes()
     finally:
         numba.set_num_threads(threads)
+
+
+def _misaligned(a, offset):
+    """a copied into a buffer starting ``offset`` elements past an aligned address."""
+    buf = np.empty(a.size + 16, a.dtype)
+    start = (-buf.ctypes.data // a.itemsize) % 16 + offset
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_bit_identical_across_buffer_alignments(rng):
+    """No vectorised reduction may depend on where the arrays happen to start."""
+    args = [a.astype(np.float32) for a in problem(rng, 100, 300, 130, 1, False, scale=0.1)]
+    outs = []
+    for offset in (0, 1, 3):
+        v0, W, b, c, chain, uh, nv = (_misaligned(a, offset) for a in args)
+        outs.append(run_cd(v0, W, b, c, chain, uh, nv, 1, False, False, True)
+                    + (K.rbm_free_energy(v0, W, b, c, False),))
+    for other in outs[1:]:
+        for a, o in zip(outs[0], other):
+            assert a.tobytes() == o.tobytes()
