@@ -313,7 +313,7 @@ def Bidirectional(layer, merge="concat"):
     if merge not in ("concat", "sum", "ave"):
         raise ValueError(f"Bidirectional: merge must be 'concat', 'sum' or 'ave', got {merge!r}")
     fw, bw = layer, layer.rebuild(reverse=not layer.config["reverse"])
-    seqs, with_state = layer.config["return_sequences"], layer.config["return_state"]
+    with_state = layer.config["return_state"]
     H = layer.config["units"]
     what = f"Bidirectional({layer._ctor.__name__}({H}))"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import dlkit
-from dlkit import clip, layers as L
-from dlkit import losses, nn, optim, random, tree
+from dlkit import clip, losses, nn, optim, random, tree
+from dlkit import layers as L
 
 RECURRENT = {"SimpleRNN": L.SimpleRNN, "LSTM": L.LSTM, "GRU": L.GRU}
 

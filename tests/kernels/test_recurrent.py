@@ -56,7 +56,6 @@ def ref_forward(cell, x, p, h0, c0, t0, t1, reverse):
 
 def ref_backward(cell, x, p, tape, dy, dhT, dcT):
     """Plain BPTT over the tape -> dict of gradients (x, W, U, b, [bh], h0, [c0])."""
-    H = p["U"].shape[0]
     g = {k: np.zeros_like(v) for k, v in p.items()}
     dx = np.zeros_like(x)
     dh, dc = dhT.copy(), (None if dcT is None else dcT.copy())
@@ -286,8 +285,8 @@ def test_matches_torch(cell):
         np.testing.assert_allclose(hT, hn.detach().numpy()[d], atol=1e-12)
         if cell == "lstm":
             np.testing.assert_allclose(cT, cn.detach().numpy()[d], atol=1e-12)
-        g = run_backward(cell, p, t0, t1, rev, cache, np.ascontiguousarray(Ry[:, :, d * H:(d + 1) * H]),
-                         Rh[d], Rc[d] if cell == "lstm" else None)
+        dyd = np.ascontiguousarray(Ry[:, :, d * H:(d + 1) * H])
+        g = run_backward(cell, p, t0, t1, rev, cache, dyd, Rh[d], Rc[d] if cell == "lstm" else None)
         sfx = "_reverse" if rev else ""
         np.testing.assert_allclose(g["W"], getattr(m, "weight_ih_l0" + sfx).grad.numpy().T,
                                    atol=1e-10)
