@@ -53,6 +53,13 @@ def _n_blocks(n):
     return 2 if nb == 1 and n >= 128 else nb
 
 
+@njit(cache=True, inline="always")
+def _ld(x):
+    """BLAS leading dimension of a row-major view: its row stride (a single row may carry any
+    stride, so use its length there; BLAS wants at least the row length)."""
+    return max(1, x.shape[1]) if x.shape[0] <= 1 else x.strides[0] // x.itemsize
+
+
 @njit(cache=True)
 def _gemm(a, b, out, ta, tb, alpha, beta):
     """out = alpha op(a) @ op(b) + beta out, op(x) = x.T if t else x.
@@ -76,9 +83,8 @@ def _gemm(a, b, out, ta, tb, alpha, beta):
     ab[1] = beta
     kind = 100 if sz == 8 else 115     # 'd' or 's'
     _xxgemm(kind, 116 if tb else 110, 116 if ta else 110, n, m, kk,
-            ab[0:].ctypes.data, b.ctypes.data, max(1, b.strides[0] // sz),
-            a.ctypes.data, max(1, a.strides[0] // sz), ab[1:].ctypes.data,
-            out.ctypes.data, max(1, out.strides[0] // sz))
+            ab[0:].ctypes.data, b.ctypes.data, _ld(b), a.ctypes.data, _ld(a),
+            ab[1:].ctypes.data, out.ctypes.data, _ld(out))
 
 
 @njit(cache=True, inline="always")
