@@ -31,8 +31,8 @@ otherwise.
 
 Inputs may be non-contiguous (they are made C-contiguous) or read-only (copied, so the
 kernels are not compiled a second time for read-only arrays).  Every forward checks its input
-and params on the host and raises ValueError/TypeError saying
-what was expected and what was received before any kernel runs.
+and params on the host and raises ValueError/TypeError saying what was expected and what was
+received before any kernel runs.
 """
 import numpy as np
 
