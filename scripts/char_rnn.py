@@ -37,6 +37,8 @@ def parse_args(argv=None):
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seq-len", type=int, default=100)
     t.add_argument("--embed", type=int, default=64)
+    t.add_argument("--embed-init", default="normal", choices=["normal", "uniform"],
+                   help="embedding init: N(0, 1) as PyTorch, or Keras' U(-0.05, 0.05)")
     t.add_argument("--units", type=int, default=256)
     t.add_argument("--layers", type=int, default=1)
     t.add_argument("--lr", type=float, default=2e-3)
@@ -64,7 +66,7 @@ def parse_args(argv=None):
 def build_model(vocab, cfg):
     from dlkit import layers as L
     from dlkit import nn
-    layers = [("embed", L.Embedding(vocab, cfg["embed"]))]
+    layers = [("embed", L.Embedding(vocab, cfg["embed"], E_init=cfg.get("embed_init", "normal")))]
     for i in range(cfg["layers"]):
         layers.append((f"lstm{i + 1}", L.LSTM(cfg["units"], return_sequences=True)))
     layers.append(("out", L.TimeDistributed(L.Dense(vocab))))
@@ -97,7 +99,8 @@ def train(args):
 
     out = Path(args.out or args.resume or "runs/char_rnn")
     corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
-    cfg = dict(text=corpus.source, chars=corpus.chars, embed=args.embed, units=args.units,
+    cfg = dict(text=corpus.source, chars=corpus.chars, embed=args.embed,
+               embed_init=args.embed_init, units=args.units,
                layers=args.layers, seq_len=args.seq_len, batch_size=args.batch_size,
                lr=args.lr, clip=args.clip, seed=args.seed, val_fraction=args.val_fraction)
     if args.resume and (out / "config.json").is_file():

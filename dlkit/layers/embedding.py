@@ -3,6 +3,9 @@
     Embedding(vocab_size, dim, padding_idx=None, E_init="uniform")
         ids (B, T) ints in [0, vocab_size) -> (B, T, dim); params E (vocab_size, dim).
         padding_idx: a row that gets no gradient (PyTorch's padding_idx; init sets it to 0).
+        E_init: "uniform" U(-0.05, 0.05) (Keras' default), "normal" N(0, 1) (PyTorch's: unit
+        variance inputs, what the next layer's Glorot init assumes; it trained a character
+        LSTM faster), or any dlkit.init name or function.
     SpatialDropout1D(rate)
         x (B, T, D) -> x with whole feature channels zeroed per sequence (probability ``rate``)
         and the rest scaled by 1 / (1 - rate), in training; identity otherwise.
@@ -25,6 +28,11 @@ from .recurrent import Padded, _rewrap, _unwrap, kernel_array, step_ranges
 def _uniform_005(key, shape, dtype=np.float32):
     """U(-0.05, 0.05), Keras' embedding initialiser."""
     return generator(key).uniform(-0.05, 0.05, size=shape).astype(dtype)
+
+
+def _standard_normal(key, shape, dtype=np.float32):
+    """N(0, 1), PyTorch's embedding initialiser."""
+    return generator(key).standard_normal(size=shape).astype(dtype)
 
 
 def check_ids(ids, vocab_size, what):
@@ -54,7 +62,9 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
         raise ValueError(f"Embedding: padding_idx must be None or an int in [0, {V}), "
                          f"got {padding_idx!r}")
     pad = -1 if padding_idx is None else int(padding_idx)
-    e_init = _uniform_005 if E_init == "uniform" else initializers.get(E_init)
+    named = {"uniform": _uniform_005, "normal": _standard_normal}
+    e_init = named[E_init] if isinstance(E_init, str) and E_init in named \
+        else initializers.get(E_init)
     what = f"Embedding({V}, {D})"
 
     def init(key, in_shape, dtype=np.float32):
