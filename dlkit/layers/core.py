@@ -52,6 +52,7 @@ def Dense(units, activation=None, W_init="glorot_uniform", b_init="zeros"):
                              f"(x.shape={x.shape}, W.shape={W.shape})")
         chk.same_dtype(what, x=x, W=W, b=b)
         K = device.kernels("dense", x, W, b, what=what)
+        x = chk.contiguous(x, what)
         y = K.dense_forward(x, chk.contiguous(W, what), chk.contiguous(b, what), act)
         return y, (x, y)
 
@@ -60,7 +61,8 @@ def Dense(units, activation=None, W_init="glorot_uniform", b_init="zeros"):
         dy = _grad_like(dy, y, what)
         W = params["W"]
         K = device.kernels("dense", x, W, dy, what=what)
-        dx, dW, db = K.dense_backward(x, chk.contiguous(W, what), y, dy, act, bool(need_dx))
+        dx, dW, db = K.dense_backward(x, chk.contiguous(W, what), y, chk.contiguous(dy, what),
+                                      act, bool(need_dx))
         return (dx if need_dx else None), {"W": dW, "b": db}
 
     return Layer(init, forward, backward)

@@ -20,8 +20,7 @@ hidden samples (h = 1 if u < p), ``nv`` for visible samples: uniforms (Bernoulli
 standard normals (Gaussian, v = mean + noise).  Kernels are deterministic functions of their
 inputs.
 
-Matrix products call BLAS (s/dgemm through Numba's ``numba_xxgemm`` helper, the routine behind
-``np.dot``) on strided sub-blocks, so a column block W[:, j0:j1] is multiplied in place without a
+Matrix products call BLAS (``_blas.gemm``, the s/dgemm behind ``np.dot``) on strided sub-blocks, so a column block W[:, j0:j1] is multiplied in place without a
 copy and the 1/N scale of the gradient is BLAS's alpha.  The blocks split the *columns* of each
 product (hidden units for v -> h, visible units for h -> v and for the weight gradient), so each
 block reads only its slice of W and writes only its slice of the output; sigmoid, bias and
@@ -29,17 +28,9 @@ sampling are fused into each block's epilogue.  Block counts depend only on the 
 (``_n_blocks``), so results are bit-identical across runs and thread counts.
 """
 import numpy as np
-from numba import njit, prange, types
-from numba.np.linalg import ensure_blas
+from numba import njit, prange
 
-ensure_blas()   # loads scipy's BLAS, which numba_xxgemm calls
-
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char,          # kind ('s'/'d'), transa, transb
-    types.intp, types.intp, types.intp,          # m, n, k (Fortran's view)
-    types.voidptr, types.voidptr, types.intp,    # alpha, a, lda
-    types.voidptr, types.intp, types.voidptr,    # b, ldb, beta
-    types.voidptr, types.intp))                  # c, ldc
+from ._blas import gemm
 
 
 @njit(cache=True)
@@ -51,40 +42,6 @@ def _n_blocks(n):
     while nb < 16 and 2 * nb * 200 <= n:
         nb *= 2
     return 2 if nb == 1 and n >= 128 else nb
-
-
-@njit(cache=True, inline="always")
-def _ld(x):
-    """BLAS leading dimension of a row-major view: its row stride (a single row may carry any
-    stride, so use its length there; BLAS wants at least the row length)."""
-    return max(1, x.shape[1]) if x.shape[0] <= 1 else x.strides[0] // x.itemsize
-
-
-@njit(cache=True)
-def _gemm(a, b, out, ta, tb, alpha, beta):
-    """out = alpha op(a) @ op(b) + beta out, op(x) = x.T if t else x.
-
-    a, b, out are 2-D row-major views with unit column stride (row stride may exceed the row
-    length: any [r0:r1, c0:c1] slice of a C-contiguous array).  BLAS is column-major, so it is
-    asked for out^T = op(b)^T op(a)^T, which is the same memory.
-    """
-    m, n = out.shape
-    kk = a.shape[0] if ta else a.shape[1]
-    if m == 0 or n == 0:
-        return
-    sz = a.itemsize
-    if kk == 0:                        # BLAS may not touch out when k == 0; define it
-        for r in range(m):
-            for q in range(n):
-                out[r, q] = out[r, q] * beta if beta != 0 else 0
-        return
-    ab = np.empty(2, a.dtype)
-    ab[0] = alpha
-    ab[1] = beta
-    kind = 100 if sz == 8 else 115     # 'd' or 's'
-    _xxgemm(kind, 116 if tb else 110, 116 if ta else 110, n, m, kk,
-            ab[0:].ctypes.data, b.ctypes.data, _ld(b), a.ctypes.data, _ld(a),
-            ab[1:].ctypes.data, out.ctypes.data, _ld(out))
 
 
 @njit(cache=True, inline="always")
@@ -200,7 +157,7 @@ def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv
     for q in prange(nbh):
         j0, j1 = q * H // nbh, (q + 1) * H // nbh
         eb = np.empty(j1 - j0, np.int32)
-        _gemm(v0, W[:, j0:j1], G[:N, j0:j1], False, False, 1.0, 0.0)
+        gemm(v0, W[:, j0:j1], G[:N, j0:j1], False, False, 1.0, 0.0)
         for n in range(N):
             g = G[n, j0:j1]
             _sigmoid_seg(g, c[j0:j1], eb)
@@ -217,7 +174,7 @@ def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv
         for q in prange(nbv):
             i0, i1 = q * V // nbv, (q + 1) * V // nbv
             eb = np.empty(i1 - i0, np.int32)
-            _gemm(src, W[i0:i1], Xn[:, i0:i1], False, True, 1.0, 0.0)
+            gemm(src, W[i0:i1], Xn[:, i0:i1], False, True, 1.0, 0.0)
             for n in range(N):
                 x = Xn[n, i0:i1]
                 if gaussian:
@@ -251,7 +208,7 @@ def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv
         for q in prange(nbh):
             j0, j1 = q * H // nbh, (q + 1) * H // nbh
             eb = np.empty(j1 - j0, np.int32)
-            _gemm(Xn, W[:, j0:j1], Gn[:, j0:j1], False, False, 1.0, 0.0)
+            gemm(Xn, W[:, j0:j1], Gn[:, j0:j1], False, False, 1.0, 0.0)
             for n in range(N):
                 g = Gn[n, j0:j1]
                 _sigmoid_seg(g, c[j0:j1], eb)
@@ -264,11 +221,11 @@ def _cd_core(v0, W, b, c, chain, k, persistent, gaussian, sample_visible, uh, nv
                 for j in range(j0, j1):
                     dc[j] *= T(inv)
                 if not sgd:
-                    _gemm(X, G[:, j0:j1], dW[:, j0:j1], True, False, inv, 0.0)
+                    gemm(X, G[:, j0:j1], dW[:, j0:j1], True, False, inv, 0.0)
                 else:
                     w = j1 - j0
                     tile = np.empty((V, w), v0.dtype)
-                    _gemm(X, G[:, j0:j1], tile, True, False, inv, 0.0)
+                    gemm(X, G[:, j0:j1], tile, True, False, inv, 0.0)
                     for i in range(V):          # optim.sgd's arithmetic, op for op
                         for jj in range(w):
                             j = j0 + jj
@@ -352,7 +309,7 @@ def rbm_hidden(v, W, c):
     for q in prange(nb):
         j0, j1 = q * H // nb, (q + 1) * H // nb
         eb = np.empty(j1 - j0, np.int32)
-        _gemm(v, W[:, j0:j1], h[:, j0:j1], False, False, 1.0, 0.0)
+        gemm(v, W[:, j0:j1], h[:, j0:j1], False, False, 1.0, 0.0)
         for n in range(N):
             _sigmoid_seg(h[n, j0:j1], c[j0:j1], eb)
     return h
@@ -368,7 +325,7 @@ def rbm_visible(h, W, b, gaussian):
     for q in prange(nb):
         i0, i1 = q * V // nb, (q + 1) * V // nb
         eb = np.empty(i1 - i0, np.int32)
-        _gemm(h, W[i0:i1], v[:, i0:i1], False, True, 1.0, 0.0)
+        gemm(h, W[i0:i1], v[:, i0:i1], False, True, 1.0, 0.0)
         for n in range(N):
             if gaussian:
                 for i in range(i0, i1):
@@ -398,7 +355,7 @@ def rbm_gibbs(v, W, b, c, n_steps, gaussian, uh, nv):
         for q in prange(nbh):
             j0, j1 = q * H // nbh, (q + 1) * H // nbh
             eb = np.empty(j1 - j0, np.int32)
-            _gemm(x, W[:, j0:j1], h[:, j0:j1], False, False, 1.0, 0.0)
+            gemm(x, W[:, j0:j1], h[:, j0:j1], False, False, 1.0, 0.0)
             for n in range(N):
                 g = h[n, j0:j1]
                 _sigmoid_seg(g, c[j0:j1], eb)
@@ -406,7 +363,7 @@ def rbm_gibbs(v, W, b, c, n_steps, gaussian, uh, nv):
         for q in prange(nbv):
             i0, i1 = q * V // nbv, (q + 1) * V // nbv
             eb = np.empty(i1 - i0, np.int32)
-            _gemm(h, W[i0:i1], m[:, i0:i1], False, True, 1.0, 0.0)
+            gemm(h, W[i0:i1], m[:, i0:i1], False, True, 1.0, 0.0)
             for n in range(N):
                 if gaussian:
                     for i in range(i0, i1):
@@ -428,7 +385,7 @@ def rbm_free_energy(v, W, b, c, gaussian):
     nb = _n_blocks(H)
     for q in prange(nb):
         j0, j1 = q * H // nb, (q + 1) * H // nb
-        _gemm(v, W[:, j0:j1], z[:, j0:j1], False, False, 1.0, 0.0)
+        gemm(v, W[:, j0:j1], z[:, j0:j1], False, False, 1.0, 0.0)
     F = np.empty(N, v.dtype)
     zero, half = v.dtype.type(0), v.dtype.type(0.5)
     nr = max(1, min(16, N // 16))
@@ -466,7 +423,7 @@ def rbm_free_energy_grad(v, W, b, c, gaussian):
     for q in prange(nbh):
         j0, j1 = q * H // nbh, (q + 1) * H // nbh
         eb = np.empty(j1 - j0, np.int32)
-        _gemm(v, W[:, j0:j1], P[:, j0:j1], False, False, 1.0, 0.0)
+        gemm(v, W[:, j0:j1], P[:, j0:j1], False, False, 1.0, 0.0)
         for j in range(j0, j1):
             dc[j] = T(0)
         for n in range(N):
@@ -479,7 +436,7 @@ def rbm_free_energy_grad(v, W, b, c, gaussian):
     db = np.empty(V, v.dtype)
     for q in prange(nbv):
         i0, i1 = q * V // nbv, (q + 1) * V // nbv
-        _gemm(v[:, i0:i1], P, dW[i0:i1], True, False, -1.0 / N, 0.0)
+        gemm(v[:, i0:i1], P, dW[i0:i1], True, False, -1.0 / N, 0.0)
         for i in range(i0, i1):
             db[i] = T(0)
         for n in range(N):
@@ -508,7 +465,7 @@ def rbm_pseudo_likelihood(v, W, b, c, idx):
     nb = _n_blocks(H)
     for q in prange(nb):
         j0, j1 = q * H // nb, (q + 1) * H // nb
-        _gemm(v, W[:, j0:j1], z[:, j0:j1], False, False, 1.0, 0.0)
+        gemm(v, W[:, j0:j1], z[:, j0:j1], False, False, 1.0, 0.0)
     out = np.empty(N, v.dtype)
     nr = max(1, min(16, N // 16))
     for q in prange(nr):
