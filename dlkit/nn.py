@@ -66,11 +66,14 @@ def serial(*layers):
         return x, caches
 
     def backward(params, caches, dy, *, need_dx=True):
+        # without need_dx, backpropagation stops at the first layer with params, which skips
+        # its input gradient (the first dense layer after a Flatten skips its dx GEMM)
+        first = next((i for i, (name, _) in enumerate(named) if params.get(name)), 0)
         grads = {}
-        for i in range(len(named) - 1, -1, -1):
+        for i in range(len(named) - 1, -1 if need_dx else first - 1, -1):
             name, layer = named[i]
             dy, g = layer.backward(params.get(name, {}), caches[i], dy,
-                                   need_dx=need_dx or i > 0)
+                                   need_dx=need_dx or i > first)
             if g:
                 grads[name] = g
         return dy, grads
