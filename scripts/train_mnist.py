@@ -24,7 +24,11 @@ def parse_args(argv=None):
     p.add_argument("--model", default="mlp", choices=sorted(MODELS))
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate (default: the model's, dlkit.zoo.DEFAULT_LR: "
+                        "mlp 2e-3, others 1e-3)")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="learning-rate schedule over the whole run (default cosine decay to 0)")
     p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.1,
@@ -51,7 +55,7 @@ def main(argv=None):
 
     import dlkit
     from dlkit import data, metrics, optim, random, train, tree
-    from dlkit.zoo import MODELS
+    from dlkit.zoo import DEFAULT_LR, MODELS
 
     out = Path(args.out or args.resume or f"runs/{args.dataset}-{args.model}")
     try:
@@ -64,22 +68,22 @@ def main(argv=None):
     key = random.key(args.seed)
     (xtr, ytr), (xva, yva) = data.train_val_split(xtr, ytr, args.val_fraction,
                                                   random.fold_in(key, 0))
-    model, prepare, in_shape = MODELS[args.model]()
+    model, prepare, in_shape = MODELS[args.model](args.dataset)
     _, params = model.init(random.fold_in(key, 1), in_shape)
     if args.device == "cuda":
         from dlkit import device
-        if args.model != "mlp":
-            sys.exit(f"error: --device cuda trains --model mlp; the layers of {args.model!r} "
-                     "do not route to the CUDA kernels yet")
         try:
             device.cuda()
         except RuntimeError as e:
             sys.exit(f"error: {e}")
         params = device.to_device(params)
-    opt = optim.get(args.optimizer, args.lr)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.model]
+    total_steps = args.epochs * data.n_batches(len(xtr), args.batch_size)
+    opt = optim.get(args.optimizer, optim.cosine(lr, total_steps) if args.schedule == "cosine"
+                    else lr)
     print(f"dlkit {dlkit.__version__}: {args.model} on {args.dataset} "
           f"({len(xtr)} train / {len(xva)} val / {len(xte)} test), "
-          f"{tree.size(params):,} params, {args.optimizer} lr={args.lr}, "
+          f"{tree.size(params):,} params, {args.optimizer} lr={lr} ({args.schedule}), "
           f"batch {args.batch_size}, seed {args.seed}, {args.device}")
     t0 = time.perf_counter()
     result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
