@@ -20,8 +20,8 @@ hidden samples (h = 1 if u < p), ``nv`` for visible samples: uniforms (Bernoulli
 standard normals (Gaussian, v = mean + noise).  Kernels are deterministic functions of their
 inputs.
 
-Matrix products call BLAS (``_blas.gemm``, the s/dgemm behind ``np.dot``) on strided sub-blocks, so a column block W[:, j0:j1] is multiplied in place without a
-copy and the 1/N scale of the gradient is BLAS's alpha.  The blocks split the *columns* of each
+Matrix products call BLAS (``_blas.gemm``, the s/dgemm behind ``np.dot``) on strided
+sub-blocks, so a column block W[:, j0:j1] is multiplied in place without a copy and the 1/N scale of the gradient is BLAS's alpha.  The blocks split the *columns* of each
 product (hidden units for v -> h, visible units for h -> v and for the weight gradient), so each
 block reads only its slice of W and writes only its slice of the output; sigmoid, bias and
 sampling are fused into each block's epilogue.  Block counts depend only on the sizes
