@@ -35,6 +35,16 @@ def contiguous(a, what="array"):
     return a
 
 
+def kernel_array(a, what="array"):
+    """a as the kernels take it.  numpy: C-contiguous and writeable (a read-only array is
+    another Numba type and would compile every kernel again, so it is copied); a device array
+    must already be C-contiguous (checked, never copied)."""
+    if isinstance(a, np.ndarray):
+        a = np.ascontiguousarray(a)
+        return a if a.flags.writeable else a.copy()
+    return contiguous(a, what)
+
+
 def is_array(a):
     """A numpy array or a CUDA device array."""
     return isinstance(a, np.ndarray) or is_device_array(a)

@@ -21,6 +21,12 @@ arrays run ``kernels.cuda``.  There is no global switch; move the data and the s
     all_finite(arrays)       no NaN/inf in any of them (device: one byte read back)
     empty / zeros(shape, dtype, like)   new arrays where ``like`` lives (e.g. pooling's argmax)
     on_device_tree(tree)     any leaf on the device?
+    full(shape, value, dtype, like)     a filled array where ``like`` lives
+    add(a, b, scale=None), mul(a, s), concat(a, b), split(a, m)
+                             elementwise sum / product and last-axis concatenation / split,
+                             numpy on the host, kernels.cuda._array on the device (for
+                             layers that combine results between kernels: Bidirectional)
+    upload(a)                a on the device (one host-to-device copy)
     available()              (True, "") or (False, why) without raising
 
 On a machine without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the CUDA kernels in numba's
@@ -124,8 +130,13 @@ def on_device(a):
 def _map(fn, tree):
     if isinstance(tree, dict):
         return {k: _map(fn, v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-        return type(tree)(_map(fn, v) for v in tree)
+    if isinstance(tree, (list, tuple)):
+        if not hasattr(tree, "_fields"):
+            return type(tree)(_map(fn, v) for v in tree)
+        host = getattr(tree, "_host_fields", None)
+        if host is not None:        # a NamedTuple that says which fields stay on the host
+            return type(tree)(*(v if f in host else _map(fn, v)
+                                for f, v in zip(tree._fields, tree)))
     return fn(tree)
 
 
@@ -133,7 +144,9 @@ def to_device(tree):
     """A copy of ``tree`` with every numpy array of one or more dimensions on the GPU.
 
     Arrays are made C-contiguous first.  0-d arrays (the optimizer's step counter), Python
-    scalars and arrays already on the device are left as they are."""
+    scalars and arrays already on the device are left as they are.  A NamedTuple with a
+    ``_host_fields`` attribute (``layers.Padded``) is moved field by field except those: a
+    ragged batch's lengths stay on the host, where the layers validate them."""
     cu = cuda()
 
     def move(a):
@@ -191,3 +204,47 @@ def zeros(shape, dtype, like):
 def upload(a):
     """``a`` on the device (one host-to-device copy for a numpy array)."""
     return a if is_device_array(a) else cuda().to_device(np.ascontiguousarray(a))
+
+
+def _ops(what, *arrays):
+    """kernels.cuda._array when the arrays are on the device, None when they are on the host;
+    TypeError when mixed."""
+    if not any(is_device_array(a) for a in arrays):
+        return None
+    return kernels("_array", *arrays, what=what)
+
+
+def full(shape, value, dtype, like):
+    """``value`` everywhere, where ``like`` lives (filled on the device for a device ``like``)."""
+    K = _ops("full", like)
+    return np.full(shape, value, dtype) if K is None else K.full(shape, value, dtype)
+
+
+def add(a, b, scale=None):
+    """a + b (times ``scale``, after the sum, when given): two arrays of one shape and dtype,
+    both on the host or both on the device."""
+    K = _ops("add", a, b)
+    if K is None:
+        s = a + b
+        return s if scale is None else s * s.dtype.type(scale)
+    return K.add(a, b, scale)
+
+
+def mul(a, scale):
+    """a * scale."""
+    K = _ops("mul", a)
+    return a * a.dtype.type(scale) if K is None else K.mul(a, scale)
+
+
+def concat(a, b):
+    """[a | b] along the last axis."""
+    K = _ops("concat", a, b)
+    return np.concatenate([a, b], axis=-1) if K is None else K.concat(a, b)
+
+
+def split(a, m):
+    """(a[..., :m], a[..., m:]), each C-contiguous."""
+    K = _ops("split", a)
+    if K is None:
+        return np.ascontiguousarray(a[..., :m]), np.ascontiguousarray(a[..., m:])
+    return K.split(a, m)

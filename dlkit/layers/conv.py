@@ -30,16 +30,18 @@ row-major order within the window, and NaNs propagate.  Average pooling divides 
 otherwise.
 
 Inputs may be non-contiguous (they are made C-contiguous) or read-only (copied, so the
-kernels are not compiled a second time for read-only arrays).  Every forward checks its input
+kernels are not compiled a second time for read-only arrays).  Each call runs the kernels
+where its arrays live (``dlkit.device.kernels``): numpy arrays run kernels.cpu.conv / .pool,
+numba CUDA device arrays (C-contiguous) kernels.cuda.conv / .pool, with no host copy.  Every forward checks its input
 and params on the host and raises ValueError/TypeError saying what was expected and what was
 received before any kernel runs.
 """
 import numpy as np
 
 from kernels.cpu import conv as KC
-from kernels.cpu import pool as KP
 
 from .. import _check as chk
+from .. import device
 from .. import init as initializers
 from ..random import split
 from .base import Layer
@@ -105,14 +107,8 @@ def _image_shape(in_shape, what):
     return shape
 
 
-def _own(a):
-    """a, or a writeable copy when a is read-only: Numba compiles a separate specialization of
-    every kernel for read-only arrays (seconds each), and a copy is cheaper than that."""
-    return a if a.flags.writeable else a.copy()
-
-
 def _check_image(x, what):
-    x = _own(chk.floating(x, f"{what} input"))
+    x = chk.kernel_array(chk.floating(x, f"{what} input"), f"{what} input")
     chk.ndim(x, 4, f"{what} input", "N, C, H, W")
     if min(x.shape[1:]) < 1:
         raise ValueError(f"{what}: expected non-empty images (C, H, W >= 1), got "
@@ -121,7 +117,7 @@ def _check_image(x, what):
 
 
 def _grad_like(dy, y, what):
-    dy = _own(chk.floating(dy, f"{what} backward dy"))
+    dy = chk.kernel_array(chk.floating(dy, f"{what} backward dy"), f"{what} backward dy")
     if dy.shape != y.shape or dy.dtype != y.dtype:
         raise ValueError(f"{what} backward: dy must match the forward output "
                          f"{y.shape} {y.dtype}, got {dy.shape} {dy.dtype}")
@@ -200,22 +196,24 @@ def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, acti
             if b.shape != (filters,):
                 raise ValueError(f"{what}: expected b of shape ({filters},), got b{b.shape}")
             chk.same_dtype(what, x=x, W=Wt, b=b)
-            b = _own(np.ascontiguousarray(b))
+            K = device.kernels("conv", x, Wt, b, what=what)
         else:
             chk.same_dtype(what, x=x, W=Wt)
-            b = np.zeros(filters, x.dtype)
+            K = device.kernels("conv", x, Wt, what=what)
         pt, pl, OH, OW = geometry(C, H, Wd)
-        Wt = _own(np.ascontiguousarray(Wt))
-        y = KC.conv2d_forward(x, Wt, b, s[0], s[1], pt, pl, d[0], d[1], groups, OH, OW, act,
-                              algo)
+        b = chk.kernel_array(b, f"{what} b") if use_bias else device.zeros(filters, x.dtype, x)
+        Wt = chk.kernel_array(Wt, f"{what} W")
+        y = K.conv2d_forward(x, Wt, b, s[0], s[1], pt, pl, d[0], d[1], groups, OH, OW, act,
+                             algo)
         return y, (x, y, pt, pl)
 
     def backward(params, cache, dy, *, need_dx=True):
         x, y, pt, pl = cache
         dy = _grad_like(dy, y, what)
-        Wt = _own(np.ascontiguousarray(params["W"]))
-        dx, dW, db = KC.conv2d_backward(x, Wt, y, dy, s[0], s[1], pt, pl, d[0], d[1], groups,
-                                        act, bool(need_dx), algo)
+        Wt = chk.kernel_array(params["W"], f"{what} W")
+        K = device.kernels("conv", x, Wt, dy, what=what)
+        dx, dW, db = K.conv2d_backward(x, Wt, y, dy, s[0], s[1], pt, pl, d[0], d[1], groups,
+                                       act, bool(need_dx), algo)
         grads = {"W": dW, "b": db} if use_bias else {"W": dW}
         return (dx if need_dx else None), grads
 
@@ -257,13 +255,14 @@ def _pool(name, pool_size, stride, padding, fwd, bwd):
         chk.params(params, (), what)
         x = _check_image(x, what)
         OH, OW = _pool_geometry(what, x.shape[2], x.shape[3], k, s, p)
-        y, aux = fwd(x, k, s, p, OH, OW)
+        y, aux = fwd(device.kernels("pool", x, what=what), x, k, s, p, OH, OW)
         return y, (x.shape, y, aux)
 
     def backward(params, cache, dy, *, need_dx=True):
         shape, y, aux = cache
         dy = _grad_like(dy, y, what)
-        return bwd(dy, aux, k, s, p, shape[2], shape[3]), {}
+        K = device.kernels("pool", dy, *(() if aux is None else (aux,)), what=what)
+        return bwd(K, dy, aux, k, s, p, shape[2], shape[3]), {}
 
     return Layer(init, forward, backward)
 
@@ -272,14 +271,14 @@ def MaxPool2D(pool_size=2, stride=None, padding=0):
     """Max pooling (stride defaults to pool_size); keeps the argmax (first maximum in
     row-major order on ties) for the backward."""
 
-    def fwd(x, k, s, p, OH, OW):
+    def fwd(K, x, k, s, p, OH, OW):
         idx = np.uint8 if k[0] * k[1] <= 256 else np.int32
-        arg = np.empty((x.shape[0], x.shape[1], OH, OW), dtype=idx)
-        y = KP.maxpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, arg)
+        arg = device.empty((x.shape[0], x.shape[1], OH, OW), idx, like=x)
+        y = K.maxpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, arg)
         return y, arg
 
-    def bwd(dy, arg, k, s, p, H, W):
-        return KP.maxpool2d_backward(dy, arg, k[0], k[1], s[0], s[1], p[0], p[1], H, W)
+    def bwd(K, dy, arg, k, s, p, H, W):
+        return K.maxpool2d_backward(dy, arg, k[0], k[1], s[0], s[1], p[0], p[1], H, W)
 
     return _pool("MaxPool2D", pool_size, stride, padding, fwd, bwd)
 
@@ -289,11 +288,11 @@ def AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True):
     when ``count_include_pad`` (PyTorch's default)."""
     cip = bool(count_include_pad)
 
-    def fwd(x, k, s, p, OH, OW):
-        return KP.avgpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, cip), None
+    def fwd(K, x, k, s, p, OH, OW):
+        return K.avgpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, cip), None
 
-    def bwd(dy, _, k, s, p, H, W):
-        return KP.avgpool2d_backward(dy, k[0], k[1], s[0], s[1], p[0], p[1], H, W, cip)
+    def bwd(K, dy, _, k, s, p, H, W):
+        return K.avgpool2d_backward(dy, k[0], k[1], s[0], s[1], p[0], p[1], H, W, cip)
 
     return _pool("AvgPool2D", pool_size, stride, padding, fwd, bwd)
 
@@ -309,13 +308,14 @@ def GlobalAvgPool2D():
     def forward(params, x, *, key=None, train=False):
         chk.params(params, (), what)
         x = _check_image(x, what)
-        y = KP.global_avgpool2d_forward(x)
+        y = device.kernels("pool", x, what=what).global_avgpool2d_forward(x)
         return y, (x.shape, y)
 
     def backward(params, cache, dy, *, need_dx=True):
         shape, y = cache
         dy = _grad_like(dy, y, what)
-        return KP.global_avgpool2d_backward(dy, shape[2], shape[3]), {}
+        K = device.kernels("pool", dy, what=what)
+        return K.global_avgpool2d_backward(dy, shape[2], shape[3]), {}
 
     return Layer(init, forward, backward)
 

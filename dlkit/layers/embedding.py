@@ -14,12 +14,19 @@ Both accept a ``Padded(values, lengths, padding)`` batch (dlkit.layers.recurrent
 one with the same lengths, so ragged batches flow from the embedding into recurrent layers.
 Token ids are checked on the host before any kernel runs: a bad id raises ValueError naming
 the id, its position (sequence, step) and the vocabulary size.
+
+On the device (E a numba CUDA device array) the kernels are kernels.cuda.embedding.  Token ids
+may then be a host array, checked as above and copied up once, or a device array (what
+``dlkit.device.to_device`` makes of a batch): those are checked where they are by one small
+kernel (``kernels.cuda._array.first_outside``: the position of the first id outside the
+vocabulary) and a 16-byte read-back of (position, id), before the lookup runs, so a bad id
+never reaches a kernel and the error is the same.  SpatialDropout1D draws its mask on the host
+from the key (device and CPU runs match) and copies it up: one (B, D) uint8 copy per call.
 """
 import numpy as np
 
-from kernels.cpu import embedding as K
-
 from .. import _check as chk
+from .. import device
 from ..random import generator
 from .base import Layer, no_params
 from .recurrent import Padded, _rewrap, _unwrap, kernel_array, step_ranges
@@ -35,20 +42,36 @@ def _standard_normal(key, shape, dtype=np.float32):
     return generator(key).standard_normal(size=shape).astype(dtype)
 
 
+def _bad_id(what, ids, pos, value, vocab_size):
+    pos = tuple(int(i) for i in np.unravel_index(pos, ids.shape))
+    where = (f"sequence {pos[0]}, step {pos[1]}" if len(pos) == 2
+             else f"position {pos if len(pos) != 1 else pos[0]}")
+    return ValueError(f"{what}: token id {value} at {where} is outside the "
+                      f"vocabulary [0, {vocab_size}) of size {vocab_size}")
+
+
 def check_ids(ids, vocab_size, what):
-    """Integer token ids in [0, vocab_size), as a C-contiguous int64 array of the same shape."""
-    if not isinstance(ids, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array of token ids, got {type(ids).__name__}")
+    """Integer token ids in [0, vocab_size): a numpy array comes back as a C-contiguous int64
+    array of the same shape; a device array (C-contiguous, any integer dtype) is checked on
+    the device with a 16-byte read-back and comes back as it is."""
+    on_dev = device.is_device_array(ids)
+    if not (on_dev or isinstance(ids, np.ndarray)):
+        raise TypeError(f"{what}: expected a numpy or CUDA device array of token ids, got "
+                        f"{type(ids).__name__}")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{what}: token ids must be integers, got dtype {ids.dtype}")
+    if on_dev:
+        ids = chk.contiguous(ids, what)
+        pos, value = device.kernels("_array", ids, what=what).first_outside(
+            ids, 0, vocab_size).copy_to_host()
+        if pos >= 0:
+            raise _bad_id(what, ids, pos, int(value), vocab_size)
+        return ids
     if ids.size:
         bad = (ids < 0) | (ids >= vocab_size)
         if bad.any():
-            pos = tuple(int(i) for i in np.argwhere(bad)[0])
-            where = (f"sequence {pos[0]}, step {pos[1]}" if len(pos) == 2
-                     else f"position {pos if len(pos) != 1 else pos[0]}")
-            raise ValueError(f"{what}: token id {int(ids[pos])} at {where} is outside the "
-                             f"vocabulary [0, {vocab_size}) of size {vocab_size}")
+            pos = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise _bad_id(what, ids, pos, int(ids.reshape(-1)[pos]), vocab_size)
     return kernel_array(np.asarray(ids, dtype=np.int64))
 
 
@@ -83,11 +106,16 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
         if E.shape != (V, D):
             raise ValueError(f"{what}: expected E of shape ({V}, {D}), got {E.shape}")
         ids, lengths, padding = _unwrap(x)
-        ids = check_ids(ids, V, f"{what} input")
-        if ids.ndim != 2:
+        if getattr(ids, "ndim", 2) != 2:
             raise ValueError(f"{what}: expected token ids of shape (batch, time), got "
                              f"{ids.shape}")
+        if device.is_device_array(ids):
+            device.kernels("embedding", ids, E, what=what)    # mixed host/device: TypeError
+        ids = check_ids(ids, V, f"{what} input")
         step_ranges(lengths, padding, ids.shape[0], ids.shape[1], what)   # fail early
+        if device.on_device(E) and not device.on_device(ids):
+            ids = device.upload(ids)        # checked on the host: one copy up
+        K = device.kernels("embedding", ids, E, what=what)
         y = K.embedding_forward(ids.reshape(-1), kernel_array(E))
         y = y.reshape(ids.shape + (D,))
         return _rewrap(y, lengths, padding), (ids, y.dtype)
@@ -99,6 +127,7 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
         if dy.shape != ids.shape + (D,) or dy.dtype != dtype:
             raise ValueError(f"{what} backward: dy must have shape {ids.shape + (D,)} and "
                              f"dtype {dtype}, got {dy.shape} {dy.dtype}")
+        K = device.kernels("embedding", ids, dy, what=what)
         dE = K.embedding_backward(ids.reshape(-1), dy.reshape(-1, D), V, pad)
         return None, {"E": dE}
 
@@ -122,6 +151,9 @@ def SpatialDropout1D(rate):
                              "train=True)) to draw the mask")
         B, _, D = v.shape
         keep = (generator(key).random((B, D), dtype=np.float32) >= rate).view(np.uint8)
+        if device.on_device(v):     # the mask is drawn on the host: one copy to the device
+            keep = device.upload(keep)
+        K = device.kernels("embedding", v, keep, what=what)
         y = K.spatial_dropout_forward(v, keep, 1.0 / (1.0 - rate))
         return _rewrap(y, lengths, padding), (keep, v.shape, v.dtype)
 
@@ -134,6 +166,7 @@ def SpatialDropout1D(rate):
         if dy.shape != shape or dy.dtype != dtype:
             raise ValueError(f"{what} backward: dy must have shape {shape} and dtype {dtype}, "
                              f"got {dy.shape} {dy.dtype}")
+        K = device.kernels("embedding", dy, keep, what=what)
         return K.spatial_dropout_backward(dy, keep, 1.0 / (1.0 - rate)), {}
 
     return Layer(no_params, forward, backward)

@@ -37,6 +37,11 @@ backward's ``dy`` mirrors the output ((dy, dstate) with return_state; either may
 an LSTM dstate may be (dh, None) or (None, dc)); its dx mirrors the input: (dx, dstate0) when
 an initial state was given.  Everything is validated on the host before any kernel runs.
 
+Device arrays (numba CUDA, C-contiguous) run kernels.cuda.recurrent with no host copy, except
+for a ragged batch: its lengths are a host array (validated there; ``dlkit.device.to_device``
+leaves a Padded batch's lengths on the host) and the step ranges built from them are copied up
+once per call (one (2, B) int64 copy).  Without lengths the ranges are filled on the device.
+
     Bidirectional(layer, merge="concat")   runs ``layer`` and its time-reversed twin over the
         same input; outputs merged by "concat" (features 2H), "sum" or "ave".  params
         {"forward": ..., "backward": ...}; states go in and come out as (state_fw, state_bw).
@@ -50,6 +55,7 @@ import numpy as np
 from kernels.cpu import recurrent as K
 
 from .. import _check as chk
+from .. import device
 from .. import init as initializers
 from ..random import split
 from .base import Layer
@@ -57,10 +63,14 @@ from .base import Layer
 
 class Padded(NamedTuple):
     """A ragged batch: values (B, T, ...) of which sequence n's lengths[n] steps are real,
-    at the start (padding="post") or at the end (padding="pre") of the time axis."""
+    at the start (padding="post") or at the end (padding="pre") of the time axis.  values may
+    be a device array; lengths stay on the host (``dlkit.device.to_device`` keeps them there)."""
     values: np.ndarray
     lengths: np.ndarray
     padding: str = "post"
+
+
+Padded._host_fields = ("lengths",)
 
 
 def _unwrap(x):
@@ -80,6 +90,9 @@ def step_ranges(lengths, padding, B, T, what):
         return np.zeros(B, np.int64), np.full(B, T, np.int64)
     if padding not in ("pre", "post"):
         raise ValueError(f"{what}: padding must be 'pre' or 'post', got {padding!r}")
+    if device.is_device_array(lengths):
+        raise TypeError(f"{what}: a Padded batch's lengths must be a host (numpy) array: they "
+                        "are validated on the host (dlkit.device.to_device leaves them there)")
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"{what}: lengths must be integers, got dtype {lengths.dtype}")
@@ -98,11 +111,19 @@ def step_ranges(lengths, padding, B, T, what):
     return np.ascontiguousarray(T - L), np.full(B, T, np.int64)
 
 
-def kernel_array(a):
-    """``a`` C-contiguous and writeable, as the kernels are compiled for: a read-only array is
-    another Numba type and would compile every kernel again (tens of seconds), so it is copied."""
-    a = np.ascontiguousarray(a)
-    return a if a.flags.writeable else a.copy()
+kernel_array = chk.kernel_array
+
+
+def _kernel_ranges(t0, t1, lengths, like):
+    """The step ranges where ``like`` lives: as they are on the host; on the device filled
+    there without lengths, else copied up in one (2, B) transfer."""
+    if not device.on_device(like):
+        return t0, t1
+    if lengths is None:
+        return device.zeros(t0.shape, np.int64, like), device.full(t1.shape, t1[0], np.int64,
+                                                                   like)
+    both = device.upload(np.stack([t0, t1]))
+    return both[0], both[1]
 
 
 class RecurrentLayer(Layer):
@@ -125,7 +146,7 @@ def _state_pair(state, what, B, H, dtype, n):
     out = []
     for name, s in zip(("h0", "c0")[:n], parts):
         if s is None:
-            out.append(np.zeros((B, H), dtype))
+            out.append(None)
             continue
         s = kernel_array(chk.floating(s, f"{what} initial state {name}"))
         if s.shape != (B, H) or s.dtype != dtype:
@@ -135,10 +156,11 @@ def _state_pair(state, what, B, H, dtype, n):
     return out
 
 
-def _grad_arg(g, shape, dtype, what):
-    """A gradient argument: zeros for None, else checked (shape, dtype) and contiguous."""
+def _grad_arg(g, shape, dtype, what, like):
+    """A gradient argument: zeros (where ``like`` lives) for None, else checked (shape, dtype)
+    and contiguous."""
     if g is None:
-        return np.zeros(shape, dtype)
+        return device.zeros(shape, dtype, like)
     g = kernel_array(chk.floating(_unwrap(g)[0], what))
     if g.shape != tuple(shape) or g.dtype != dtype:
         raise ValueError(f"{what}: expected shape {tuple(shape)} and dtype {dtype}, got "
@@ -209,6 +231,10 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
         given = state is not None
         s0 = _state_pair(state if given else [None] * n_state if n_state == 2 else None,
                          what, B, H, v.dtype, n_state)
+        K = device.kernels("recurrent", v, *(params[k] for k in pnames),
+                           *(s for s in s0 if s is not None), what=what)
+        s0 = [device.zeros((B, H), v.dtype, v) if s is None else s for s in s0]
+        t0, t1 = _kernel_ranges(t0, t1, lengths, v)
         W, U, b = (kernel_array(a) for a in (W, U, b))
         if cell == "rnn":
             y, hT, *kc = K.rnn_forward(v, W, U, b, s0[0], t0, t1, reverse, act)
@@ -228,6 +254,7 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
 
     def backward(params, cache, dy, *, need_dx=True):
         kc, t0, t1, (B, T, F), dtype, given = cache
+        v = kc[0]                       # the cache's gathered inputs: where the arrays live
         if return_state:
             if not (isinstance(dy, tuple) and not isinstance(dy, Padded) and len(dy) == 2):
                 raise TypeError(f"{what} backward: with return_state=True, dy must be a pair "
@@ -242,20 +269,21 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
             dh_s, dc_s = dstate if dstate is not None else (None, None)
         else:
             dh_s, dc_s = dstate, None
-        dhT = _grad_arg(dh_s, (B, H), dtype, f"{what} backward d_state")
+        dhT = _grad_arg(dh_s, (B, H), dtype, f"{what} backward d_state", v)
         if return_sequences:
-            dys = _grad_arg(dout, (B, T, H), dtype, f"{what} backward dy")
+            dys = _grad_arg(dout, (B, T, H), dtype, f"{what} backward dy", v)
         else:
-            dys = np.zeros((B, 0, H), dtype)
+            dys = device.empty((B, 0, H), dtype, v)
             if dout is not None:
-                dhT = dhT + _grad_arg(dout, (B, H), dtype, f"{what} backward dy")
+                dhT = device.add(dhT, _grad_arg(dout, (B, H), dtype, f"{what} backward dy", v))
         W, U = kernel_array(params["W"]), kernel_array(params["U"])
+        K = device.kernels("recurrent", v, W, U, dhT, dys, what=what)
         nd = bool(need_dx)
         if cell == "rnn":
             dx, dW, dU, db, dh0 = K.rnn_backward(W, U, t0, t1, reverse, act, *kc, dys, dhT, nd)
             grads, ds0 = {"W": dW, "U": dU, "b": db}, dh0
         elif cell == "lstm":
-            dcT = _grad_arg(dc_s, (B, H), dtype, f"{what} backward d_state (dc)")
+            dcT = _grad_arg(dc_s, (B, H), dtype, f"{what} backward d_state (dc)", v)
             dx, dW, dU, db, dh0, dc0 = K.lstm_backward(W, U, t0, t1, reverse, *kc, dys, dhT,
                                                        dcT, nd)
             grads, ds0 = {"W": dW, "U": dU, "b": db}, (dh0, dc0)
@@ -329,11 +357,9 @@ def Bidirectional(layer, merge="concat"):
         va, lengths, padding = _unwrap(a)
         vb = _unwrap(b)[0]
         if merge == "concat":
-            m = np.concatenate([va, vb], axis=-1)
-        elif merge == "sum":
-            m = va + vb
+            m = device.concat(va, vb)
         else:
-            m = (va + vb) * va.dtype.type(0.5)
+            m = device.add(va, vb, None if merge == "sum" else 0.5)
         return _rewrap(m, lengths, padding)
 
     def _split_dy(d):
@@ -341,12 +367,12 @@ def Bidirectional(layer, merge="concat"):
             return None, None
         v, lengths, padding = _unwrap(d)
         if merge == "concat":
-            if v.shape[-1] != 2 * H:
+            if v.shape[v.ndim - 1] != 2 * H:
                 raise ValueError(f"{what} backward: dy must have {2 * H} features, got "
                                  f"{v.shape}")
-            return np.ascontiguousarray(v[..., :H]), np.ascontiguousarray(v[..., H:])
+            return device.split(chk.kernel_array(v, f"{what} backward dy"), H)
         if merge == "ave":
-            v = v * v.dtype.type(0.5)
+            v = device.mul(v, 0.5)
         return v, v
 
     def forward(params, x, *, key=None, train=False):
@@ -385,9 +411,9 @@ def Bidirectional(layer, merge="concat"):
         dxb, gb = bw.backward(params["backward"], cb, db, need_dx=need_dx)
         grads = {"forward": gf, "backward": gb}
         if given:
-            dx = None if dxf[0] is None else dxf[0] + dxb[0]
+            dx = None if dxf[0] is None else device.add(dxf[0], dxb[0])
             return (dx, (dxf[1], dxb[1])), grads
-        return (None if dxf is None else dxf + dxb), grads
+        return (None if dxf is None else device.add(dxf, dxb)), grads
 
     return Layer(init, forward, backward)
 
@@ -408,21 +434,22 @@ def TimeDistributed(layer):
 
     def forward(params, x, *, key=None, train=False):
         v, lengths, padding = _unwrap(x)
-        if not isinstance(v, np.ndarray) or v.ndim < 3:
+        if not chk.is_array(v) or v.ndim < 3:
             raise ValueError("TimeDistributed: expected an input (batch, time, ...), got "
                              f"{getattr(v, 'shape', type(v).__name__)}")
         B, T = v.shape[:2]
+        v = chk.contiguous(v, "TimeDistributed input")
         y, cache = inner_fwd(params, v.reshape((B * T,) + v.shape[2:]), key=key, train=train)
         return _rewrap(y.reshape((B, T) + y.shape[1:]), lengths, padding), (cache, B, T)
 
     def backward(params, cache, dy, *, need_dx=True):
         c, B, T = cache
         dy = _unwrap(dy)[0]
-        if not isinstance(dy, np.ndarray) or dy.shape[:2] != (B, T):
+        if not chk.is_array(dy) or dy.shape[:2] != (B, T):
             raise ValueError(f"TimeDistributed backward: dy must start with ({B}, {T}), got "
                              f"{getattr(dy, 'shape', type(dy).__name__)}")
-        dx, grads = inner_bwd(params, c, np.ascontiguousarray(dy).reshape((B * T,) + dy.shape[2:]),
-                              need_dx=need_dx)
+        dy = chk.kernel_array(dy, "TimeDistributed backward dy")
+        dx, grads = inner_bwd(params, c, dy.reshape((B * T,) + dy.shape[2:]), need_dx=need_dx)
         return (None if dx is None else dx.reshape((B, T) + dx.shape[1:])), grads
 
     return Layer(init, forward, backward)

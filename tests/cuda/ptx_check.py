@@ -64,6 +64,7 @@ class Compile:
 
 CUDADispatcher.__getitem__ = lambda self, config: Compile(self)
 
+from kernels.cuda import _array as AR  # noqa: E402
 from kernels.cuda import activations as A  # noqa: E402
 from kernels.cuda import conv as C  # noqa: E402
 from kernels.cuda import dense as D  # noqa: E402
@@ -74,7 +75,7 @@ from kernels.cuda import pool as P  # noqa: E402
 from kernels.cuda import rbm as R  # noqa: E402
 from kernels.cuda import recurrent as RC  # noqa: E402
 
-for mod in (A, C, D, E, Ls, O, P, R, RC):
+for mod in (AR, A, C, D, E, Ls, O, P, R, RC):
     mod.empty = fake_empty
 launcher_errors = []
 
@@ -97,6 +98,11 @@ def launch_all(dt):
         return FakeCUDAArray(np.ones(shape, dt))
 
     u8 = np.uint8
+    run("array", lambda: (
+        AR.full((2, 3), 1.5, dt), AR.add(a(5), a(5)), AR.add(a(2, 3), a(2, 3), 0.5),
+        AR.mul(a(5), 0.5), AR.concat(a(2, 3, 4), a(2, 3, 2)), AR.split(a(2, 3, 6), 4),
+        AR.full(3, 7, np.int64), AR.first_outside(ints(2, 3), 0, 5),
+        AR.first_outside(ints(4, dt=np.int32), 0, 5)))
     run("dense", lambda: (
         D.dense_forward(a(3, 4), a(4, 5), a(5), 1),
         D.dense_backward(a(3, 4), a(4, 5), a(3, 5), a(3, 5), 2, True),
