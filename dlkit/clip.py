@@ -12,17 +12,34 @@ explode through time).
 
 Each leaf's sum of squares is one BLAS dot in the leaf's dtype (BLAS runs on one thread under
 dlkit, so it is the same run to run); the leaves are added in float64 in sorted-key order.
+Device grads (numba CUDA arrays): the sums of squares are float64 reductions on the device and
+clip_by_global_norm computes the scale there too, so clipping reads nothing back (global_norm
+reads the per-leaf sums back to return a float).  It then always returns new arrays (scaled by
+exactly 1 when the norm is within max_norm).
 """
 import math
 
 import numpy as np
 
-from . import tree
+from . import device, tree
+
+
+def _device_sums(leaves, what):
+    """(kernels.cuda._array, per-leaf float64 sums of squares on the device), or None when
+    the leaves are host arrays."""
+    if not any(device.is_device_array(g) for g in leaves):
+        return None
+    K = device.kernels("_array", *leaves, what=what)
+    return K, K.sum_squares(leaves)
 
 
 def global_norm(grads):
+    leaves = tree.leaves(grads)
+    dev = _device_sums(leaves, "global_norm")
+    if dev is not None:
+        return math.sqrt(float(np.sum(dev[1].copy_to_host())))
     total = 0.0
-    for g in tree.leaves(grads):
+    for g in leaves:
         g = np.ascontiguousarray(g).reshape(-1)
         total += float(np.dot(g, g))        # BLAS dot (one thread: deterministic), in float64
     return math.sqrt(total)                 # across leaves
@@ -37,6 +54,12 @@ def _positive(v, what):
 
 def clip_by_global_norm(grads, max_norm):
     max_norm = _positive(max_norm, "clip_by_global_norm: max_norm")
+    flat = tree.flatten(grads)
+    dev = _device_sums(list(flat.values()), "clip_by_global_norm")
+    if dev is not None:
+        K, sums = dev
+        return tree.unflatten(dict(zip(flat, K.scale_to_norm(list(flat.values()), sums,
+                                                             max_norm))))
     norm = global_norm(grads)
     if not math.isfinite(norm) or norm <= max_norm:
         return grads

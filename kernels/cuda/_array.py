@@ -9,15 +9,22 @@ arrays and never copy to the host.
     split(a, m)                   along the last axis: (..., m + n) -> (..., m), (..., n)
     first_outside(ids, lo, hi)    int64 (2,): the flat position of the first id outside
                                   [lo, hi) and that id, or (-1, 0) when all are inside
+    sum_squares(arrays)           float64 (n,): each array's sum of squares
+    scale_to_norm(arrays, sums, max_norm)
+                                  the arrays scaled to global norm <= max_norm (gradient
+                                  clipping), the norm never leaving the device
 
 Work to threads: grid-stride loops over the output elements (256-thread blocks, consecutive
 threads on consecutive elements of the contiguous last axis, so loads and stores coalesce).
 ``first_outside``: each thread keeps the first bad position of its grid-stride elements, a
 shared-memory tree takes each block's minimum, one block then takes the minimum of the block
-minima: a fixed order, no atomics.
+minima: a fixed order, no atomics.  ``sum_squares`` reduces the same way (float64 per-thread
+sums over grid-stride elements, a tree per block, one block over the block sums).
 """
+import math
+
 import numpy as np
-from numba import cuda, int64
+from numba import cuda, float64, int64
 
 from ._launch import THREADS, empty, grid_1d
 
@@ -168,4 +175,94 @@ def first_outside(ids, lo, hi):
     out = empty(2, np.int64)
     _first_outside_blocks[blocks, threads](flat, np.int64(lo), np.int64(hi), part)
     _first_outside_finish[1, THREADS](flat, part, out)
+    return out
+
+
+@cuda.jit
+def _sumsq_blocks(a, part):
+    """part[block] = the sum of squares (float64) of this block's grid-stride elements."""
+    acc = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    s = 0.0
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        v = float64(a[i])
+        s += v * v
+    acc[t] = s
+    cuda.syncthreads()
+    h = THREADS // 2
+    while h > 0:
+        if t < h:
+            acc[t] += acc[t + h]
+        cuda.syncthreads()
+        h //= 2
+    if t == 0:
+        part[cuda.blockIdx.x] = acc[0]
+
+
+@cuda.jit
+def _sum_into(part, out, k):
+    """out[k] = sum(part), one block, a fixed order."""
+    acc = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    s = 0.0
+    for i in range(t, part.shape[0], THREADS):
+        s += part[i]
+    acc[t] = s
+    cuda.syncthreads()
+    h = THREADS // 2
+    while h > 0:
+        if t < h:
+            acc[t] += acc[t + h]
+        cuda.syncthreads()
+        h //= 2
+    if t == 0:
+        out[k] = acc[0]
+
+
+def sum_squares(arrays):
+    """float64 (len(arrays),): each array's sum of squares, on the device."""
+    out = empty(len(arrays), np.float64)
+    for k, a in enumerate(arrays):
+        flat = _flat(a)
+        blocks, threads = grid_1d(max(flat.shape[0], 1))
+        part = empty(blocks, np.float64)
+        _sumsq_blocks[blocks, threads](flat, part)
+        _sum_into[1, THREADS](part, out, k)
+    return out
+
+
+@cuda.jit
+def _norm_scale(sums, max_norm, scale):
+    """scale[0] = max_norm / sqrt(sum(sums)) when that norm is finite and above max_norm, else
+    1 (one thread; the store rounds to scale's dtype, as the CPU's g.dtype.type(scale))."""
+    if cuda.grid(1) == 0:
+        total = 0.0
+        for i in range(sums.shape[0]):
+            total += sums[i]
+        norm = math.sqrt(total)
+        scale[0] = max_norm / norm if (not math.isinf(norm) and not math.isnan(norm)
+                                        and norm > max_norm) else 1.0
+
+
+@cuda.jit
+def _mul_by(a, scale, out):
+    s = scale[0]
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        out[i] = a[i] * s
+
+
+def scale_to_norm(arrays, sums, max_norm):
+    """The arrays times min(1, max_norm / global norm) (1 when the norm is not finite), the
+    global norm sqrt(sum(sums)) computed on the device: no host round trip."""
+    scales = {}
+    out = []
+    for a in arrays:
+        s = scales.get(a.dtype)
+        if s is None:
+            s = scales[a.dtype] = empty(1, a.dtype)
+            _norm_scale[1, 32](sums, np.float64(max_norm), s)
+        r = empty(a.shape, a.dtype)
+        if a.size:
+            _mul_by[grid_1d(a.size)](_flat(a), s, _flat(r))
+        out.append(r)
     return out

@@ -272,3 +272,18 @@ def _tiny_zoo_cnn(dataset="fashion-mnist"):
                       ("pool1", L.MaxPool2D(3)), ("flatten", L.Flatten()),
                       ("fc", L.Dense(10)))
     return model, zoo.images, (1, 28, 28)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3], ids=["clipped", "within"])
+def test_clip_by_global_norm_on_the_device(max_norm, transfers):
+    from dlkit import clip
+    rng = np.random.default_rng(5)
+    grads = {"a": {"W": rng.standard_normal((3, 4)).astype(F32)},
+             "b": {"W": rng.standard_normal(5).astype(F32), "U": np.zeros((0, 2), F32)}}
+    want = clip.clip_by_global_norm(grads, max_norm)
+    dgrads = device.to_device(grads)
+    transfers.reset()
+    got = clip.clip_by_global_norm(dgrads, max_norm)
+    assert (transfers.h2d, transfers.d2h) == (0, 0)
+    assert_tree_close(device.to_host(got), want)
+    np.testing.assert_allclose(clip.global_norm(dgrads), clip.global_norm(grads), rtol=1e-6)
