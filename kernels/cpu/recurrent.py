@@ -42,8 +42,7 @@ thread counts.  A batch of one block (B < 32) runs the serial build of the same 
 
 BLAS: np.dot cannot accumulate into its output nor take strided rows, so besides np.dot the
 kernels call the ?gemm of scipy's OpenBLAS (the one np.dot uses inside Numba, pinned to one
-thread by dlkit) through ``_gemm``; its address is registered with LLVM under a fixed symbol
-name, so the compiled kernels stay cacheable.
+thread by dlkit) through ``_blas.gemm``, with beta = 1 to accumulate and strided row blocks.
 
 Cache layout (arrays the forward returns for the backward; never modified by the backward):
 block k owning batch rows [b0, b1) (nb = b1 - b0) stores step-major rows, processing step
@@ -69,12 +68,12 @@ caller's own floating-point state is untouched.
 import platform
 
 import numpy as np
-from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic, overload
+from numba.extending import intrinsic, overload
 
+from ._blas import gemm
 from ._parallel import parallel_above
 
 ACT_TANH, ACT_RELU = 0, 1
@@ -120,65 +119,6 @@ def _ftz_exit(typingctx, old):
             builder.call(ld, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
         return context.get_dummy_value()
     return types.none(types.uint32), codegen
-
-
-# ------------------------------------------------------------------ BLAS with beta and strides
-# np.dot cannot accumulate into its output (beta = 1); the recurrences want exactly that
-# (acts_s += h_{s-1} U, dh += dA_s U^T).  So the kernels also call the BLAS that Numba's np.dot
-# uses, scipy's (pinned to one thread by dlkit), directly: its Fortran ?gemm is registered
-# under a fixed symbol name, which keeps the compiled kernels cacheable.
-for _name in ("sgemm", "dgemm"):
-    llvm_binding.add_symbol("dlkit_recurrent_" + _name,
-                            get_cython_function_address("scipy.linalg.cython_blas", _name))
-
-
-@intrinsic
-def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """Fortran ?gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) on addresses:
-    sgemm when alpha is float32, dgemm otherwise."""
-    single = alpha == types.float32
-
-    def codegen(context, builder, signature, args):
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        ft = ir.FloatType() if single else ir.DoubleType()
-
-        def ref(value, ty, convert):
-            slot = cgutils.alloca_once(builder, ty)
-            builder.store(convert(value), slot)
-            return builder.bitcast(slot, i8p)
-
-        def i32ref(v):
-            return ref(v, i32, lambda x: builder.trunc(x, i32))
-
-        def chref(v):
-            return ref(v, ir.IntType(8), lambda x: builder.trunc(x, ir.IntType(8)))
-
-        ta_, tb_, m_, n_, k_, al, a_, lda_, b_, ldb_, be, c_, ldc_ = args
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p] * 13),
-            "dlkit_recurrent_sgemm" if single else "dlkit_recurrent_dgemm")
-        builder.call(fn, [chref(ta_), chref(tb_), i32ref(m_), i32ref(n_), i32ref(k_),
-                          ref(al, ft, lambda x: x), builder.inttoptr(a_, i8p), i32ref(lda_),
-                          builder.inttoptr(b_, i8p), i32ref(ldb_), ref(be, ft, lambda x: x),
-                          builder.inttoptr(c_, i8p), i32ref(ldc_)])
-        return context.get_dummy_value()
-    return types.none(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), codegen
-
-
-@njit(cache=True)
-def _gemm(A, B, C, beta, trans_a, trans_b):
-    """C = op(A) @ op(B) + beta C for row-major 2-D arrays with unit column stride (rows may be
-    strided); op(X) = X.T if trans_x.  Row-major C = op(A) op(B) is column-major
-    C^T = op(B)^T op(A)^T, so BLAS gets the operands swapped."""
-    M, N = C.shape
-    K = A.shape[0] if trans_a else A.shape[1]
-    if M == 0 or N == 0:
-        return
-    isz = A.itemsize
-    one = C.dtype.type(1)
-    _xgemm(84 if trans_b else 78, 84 if trans_a else 78, N, M, K, one, B.ctypes.data,
-           max(1, B.strides[0] // isz), A.ctypes.data, max(1, A.strides[0] // isz),
-           C.dtype.type(beta), C.ctypes.data, max(1, C.strides[0] // isz))
 
 
 # ------------------------------------------------------------------ vectorisable float32 math
@@ -346,10 +286,10 @@ def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs):
         for j in range(H):
             zr[I + 1 + j] = hr[j]
     if separate:
-        _gemm(Z[:, :I + 1], dA, px, 0.0, True, False)
-        _gemm(Z[:, I:], dR, ph, 0.0, True, False)
+        gemm(Z[:, :I + 1], dA, px, True, False, 1.0, 0.0)
+        gemm(Z[:, I:], dR, ph, True, False, 1.0, 0.0)
     else:
-        _gemm(Z, dA, px, 0.0, True, False)
+        gemm(Z, dA, px, True, False, 1.0, 0.0)
     if dxs.shape[0] > 0:
         np.dot(dA, W.T, dxs)
 
@@ -545,7 +485,7 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
         for s in range(T):
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            _gemm(hs[cur - nb:cur], U, z[s * nb:(s + 1) * nb], 1.0, False, False)   # z_s += h U
+            gemm(hs[cur - nb:cur], U, z[s * nb:(s + 1) * nb], False, False, 1.0, 1.0)  # z_s += h U
             for r in range(nb):
                 n = b0 + r
                 if _valid(t0, t1, n, t):
@@ -595,7 +535,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
                     _zero_row(dh[r])                # replaced by the GEMM's dZ U^T
                 else:
                     _zero_row(dZ[s * nb + r])       # dh[r] passes through
-            _gemm(dZ[s * nb:(s + 1) * nb], U, dh, 1.0, False, True)        # dh += dZ_s U^T
+            gemm(dZ[s * nb:(s + 1) * nb], U, dh, False, True, 1.0, 1.0)        # dh += dZ_s U^T
         dh0[b0:b1] = dh
         dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
         _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dZ, dZ, W, False, parts[k],
@@ -641,7 +581,8 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
         for s in range(T):
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            _gemm(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], 1.0, False, False)
+            gemm(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], False, False, 1.0,
+                 1.0)
             for r in range(nb):                                     # ^ acts_s += h U
                 n = b0 + r
                 if _valid(t0, t1, n, t):
@@ -700,7 +641,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
                     _zero_row(dh[r])                # replaced by the GEMM's dA U^T
                 else:
                     _zero_row(dA[s * nb + r])       # dh[r], dc[r] pass through
-            _gemm(dA[s * nb:(s + 1) * nb], U, dh, 1.0, False, True)        # dh += dA_s U^T
+            gemm(dA[s * nb:(s + 1) * nb], U, dh, False, True, 1.0, 1.0)        # dh += dA_s U^T
         dh0[b0:b1] = dh
         dc0[b0:b1] = dc
         dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
@@ -806,7 +747,7 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
                 else:
                     _zero_row(dA[row])
                     _zero_row(dR[row])
-            _gemm(dR[s * nb:(s + 1) * nb], U, dh, 1.0, False, True)        # dh += dR_s U^T
+            gemm(dR[s * nb:(s + 1) * nb], U, dh, False, True, 1.0, 1.0)        # dh += dR_s U^T
         dh0[b0:b1] = dh
         dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
         _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dR, W, True, px[k],
