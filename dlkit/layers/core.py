@@ -10,7 +10,7 @@ from kernels.cpu import dense as D
 from .. import _check as chk
 from .. import device
 from .. import init as initializers
-from ..random import generator, split
+from ..random import keep_mask, split
 from .base import Layer, no_params
 
 _DENSE_ACTS = {None: D.ACT_NONE, "linear": D.ACT_NONE, "relu": D.ACT_RELU,
@@ -175,7 +175,7 @@ def Dropout(rate):
         if key is None:
             raise ValueError(f"{what}: training mode needs a key (forward(..., key=k, "
                              "train=True)) to draw the mask")
-        keep = (generator(key).random(x.size, dtype=np.float32) >= rate).view(np.uint8)
+        keep = keep_mask(key, (x.size,), rate)
         if device.on_device(x):     # the mask is drawn on the host: one copy to the device
             keep = device.upload(keep)
         A = device.kernels("activations", x, keep, what=what)

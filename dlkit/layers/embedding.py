@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import _check as chk
 from .. import device
-from ..random import generator
+from ..random import generator, keep_mask
 from .base import Layer, no_params
 from .recurrent import Padded, _rewrap, _unwrap, kernel_array, step_ranges
 
@@ -150,7 +150,7 @@ def SpatialDropout1D(rate):
             raise ValueError(f"{what}: training mode needs a key (forward(..., key=k, "
                              "train=True)) to draw the mask")
         B, _, D = v.shape
-        keep = (generator(key).random((B, D), dtype=np.float32) >= rate).view(np.uint8)
+        keep = keep_mask(key, (B, D), rate)
         if device.on_device(v):     # the mask is drawn on the host: one copy to the device
             keep = device.upload(keep)
         K = device.kernels("embedding", v, keep, what=what)

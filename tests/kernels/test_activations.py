@@ -82,3 +82,38 @@ def test_dropout_layer_gradcheck_and_determinism(rng):
     y3, _ = layer.forward({}, x, key=random.key(6), train=True)
     assert y1.tobytes() == y2.tobytes() and y1.tobytes() != y3.tobytes()
     assert layer.forward({}, x, train=False)[0] is x
+
+
+def splitmix_reference(seed, n):
+    """The SplitMix64 stream in Python integers: outputs 1..n after ``seed``."""
+    m = (1 << 64) - 1
+    out = []
+    for i in range(1, n + 1):
+        z = (seed + i * 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        out.append(z ^ (z >> 31))
+    return np.array(out, dtype=np.uint64)
+
+
+@pytest.mark.parametrize("n", [1, 37, 40_000])          # serial and parallel builds
+def test_dropout_mask_is_splitmix64(n):
+    seed, thr = 0xDEADBEEF12345678, round(0.3 * 2**32)
+    want = (splitmix_reference(seed, n) >> np.uint64(32)) >= thr
+    got = K.dropout_mask(np.uint64(seed), n, np.uint64(thr))
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want.astype(np.uint8))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.9])
+def test_keep_mask_statistics(rate):
+    n = 200_000
+    m = random.keep_mask(random.key(3), (n,), rate).astype(np.float64)
+    sd = np.sqrt(rate * (1 - rate) / n)
+    assert abs(m.mean() - (1 - rate)) <= 5 * sd + 1e-12
+    if 0 < rate:                       # neighbours and halves independent
+        assert abs(np.corrcoef(m[:-1], m[1:])[0, 1]) < 0.02
+    other = random.keep_mask(random.key(4), (n,), rate)
+    assert rate == 0 or not np.array_equal(m, other)
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
+        random.keep_mask(random.key(3), (4,), 1.0)
