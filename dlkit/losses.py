@@ -58,10 +58,12 @@ def _targets(target, out, what):
         if target.size != out.size or target.shape[0] != out.shape[0]:
             raise ValueError(f"{what}: targets of shape {tuple(target.shape)} do not match the "
                              f"output shape {tuple(out.shape)}")
-        if target.dtype != out.dtype:
-            raise TypeError(f"{what}: device targets must have the output's dtype {out.dtype}, "
-                            f"got {target.dtype}")
-        return chk.contiguous(target, what).reshape(-1)
+        if target.dtype.kind not in "iufb":
+            raise TypeError(f"{what}: targets must be numbers, got dtype {target.dtype}")
+        target = chk.contiguous(target, what)
+        if target.dtype != out.dtype:   # e.g. 0/1 integer labels: converted on the device
+            target = device.kernels("_array", target, what=what).astype(target, out.dtype)
+        return target.reshape(-1)
     target = np.asarray(target)
     if target.size != out.size or target.shape[0] != out.shape[0]:
         raise ValueError(f"{what}: targets of shape {target.shape} do not match the output "

@@ -47,6 +47,10 @@ def parse_args(argv=None):
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--checkpoint-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to train: cuda keeps params, optimizer state and each batch on "
+                        "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator); "
+                        "sampling runs on the CPU")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--out", default=None, help="output folder (default runs/char_rnn)")
     t.add_argument("--resume", default=None, metavar="DIR",
@@ -76,7 +80,7 @@ def build_model(vocab, cfg):
 def sequence_loss(out, y):
     """Mean next-character cross-entropy over every step: out (B, T, V), y (B, T)."""
     from dlkit import losses
-    loss, d = losses.softmax_cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    loss, d = losses.softmax_cross_entropy(out.reshape(-1, out.shape[2]), y.reshape(-1))
     return loss, d.reshape(out.shape)
 
 
@@ -95,7 +99,7 @@ def train(args):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, clip, data, nn, optim, random, tree
+    from dlkit import checkpoint, clip, data, device, nn, optim, random, tree
 
     out = Path(args.out or args.resume or "runs/char_rnn")
     corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
@@ -125,22 +129,31 @@ def train(args):
         if c is not None:
             params, state, step, history = c.params, c.opt_state, c.step, c.meta["history"]
             print(f"resumed from {c.path} (step {step})")
+    if args.device == "cuda":
+        try:
+            device.cuda()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
+        params, state = device.to_device((params, state))
     print(f"dlkit {dlkit.__version__}: char LSTM on {corpus.source} ({len(corpus.train):,} train "
           f"/ {len(corpus.val):,} val characters, alphabet {V}), embed {args.embed}, "
           f"{args.layers} x LSTM {args.units}, {tree.size(params):,} params, batch "
-          f"{args.batch_size} x {args.seq_len}, adam lr={args.lr}, clip {args.clip or 'none'}")
+          f"{args.batch_size} x {args.seq_len}, adam lr={args.lr}, clip {args.clip or 'none'}, "
+          f"{args.device}")
 
     grad_fn = nn.value_and_grad(model, sequence_loss)
     data_key = random.fold_in(key, 1)
 
     def save():
-        checkpoint.save(out / "checkpoints", step, params, state,
-                        meta=dict(history=history, config=cfg))
+        checkpoint.save(out / "checkpoints", step, device.to_host(params),
+                        device.to_host(state), meta=dict(history=history, config=cfg))
 
     running, n_run, t0 = 0.0, 0, time.perf_counter()
     while step < args.steps:
         x, y = data.random_windows(corpus.train, args.batch_size, args.seq_len,
                                    random.fold_in(data_key, step))
+        if args.device == "cuda":
+            x, y = device.to_device((x, y))
         loss, _, grads = grad_fn(params, x, y)
         if not np.isfinite(loss):
             sys.exit(f"error: non-finite loss at step {step}; params not updated")

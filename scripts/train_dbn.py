@@ -73,6 +73,11 @@ def parse_args(argv=None):
                    help="use the first N training images only (quick experiments)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to fine-tune: cuda keeps the MLP's params, optimizer state and "
+                        "each batch on the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the "
+                        "simulator); the RBM pretraining (its SGD step fused into the CPU CD "
+                        "kernel), the probe and the sampling run on the CPU")
     args = p.parse_args(argv)
     if len(args.sizes) < 2:
         p.error("--sizes needs at least two layer sizes (visible, hidden)")
@@ -90,6 +95,12 @@ def main(argv=None):
     from dlkit import layers as L
 
     out = Path(args.out or args.resume or f"runs/dbn-{args.dataset}")
+    if args.device == "cuda":
+        from dlkit import device
+        try:
+            device.cuda()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
     try:
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
@@ -172,11 +183,13 @@ def main(argv=None):
 
     # ---------------------------------------------------------------- 3. fine-tuning
     model, params = dbn.to_mlp(stack, len(names), random.fold_in(key, 5))
+    if args.device == "cuda":
+        params = device.to_device(params)
     steps = args.finetune_epochs * data.n_batches(len(Xtr), args.finetune_batch_size)
     opt = optim.sgd(optim.cosine(args.finetune_lr, steps), momentum=0.9)
     print(f"fine-tuning {'-'.join(map(str, sizes))}-{len(names)} (sigmoid, softmax output): "
           f"SGD momentum 0.9, lr {args.finetune_lr} cosine, batch {args.finetune_batch_size}, "
-          f"{args.finetune_epochs} epochs")
+          f"{args.finetune_epochs} epochs, {args.device}")
     t0 = time.perf_counter()
     result = train.fit(model, params, opt, (Xtr, Ytr), key=random.fold_in(key, 6),
                        epochs=args.finetune_epochs, batch_size=args.finetune_batch_size,
@@ -189,7 +202,8 @@ def main(argv=None):
     print(metrics.classification_report(yte, pred, names))
     summary.update(test_accuracy=test_acc, test_loss=test_loss,
                    finetune_seconds=finetune_seconds, finetune_history=result.history,
-                   params_sha256=tree.digest(result.params))
+                   params_sha256=tree.digest(device.to_host(result.params)
+                                             if args.device == "cuda" else result.params))
 
     # ---------------------------------------------------------------- 4. pictures
     out.mkdir(parents=True, exist_ok=True)

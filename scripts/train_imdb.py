@@ -56,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--predict-only", action="store_true",
                    help="load the trained model from --out/--resume and only predict")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to train: cuda keeps params, optimizer state and each batch on "
+                        "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator)")
     return p.parse_args(argv)
 
 
@@ -89,10 +92,12 @@ def encode(texts, vocab, maxlen):
 
 def predict(model, params, prepare, x, batch_size=500):
     import numpy as np
+
+    from dlkit import device
     out = []
     for i in range(0, len(x), batch_size):
         logits, _ = model.forward(params, prepare(x[i:i + batch_size]), train=False)
-        out.append(logits.reshape(-1))
+        out.append(device.to_host(logits).reshape(-1))     # device params: ids go up
     z = np.concatenate(out).astype(np.float64)
     return 1 / (1 + np.exp(-z))
 
@@ -109,6 +114,12 @@ def main(argv=None):
     model = build_model(args)
     prepare = make_prepare(not args.no_lengths)
     _, params = model.init(random.fold_in(key, 1), (args.maxlen,))
+    if args.device == "cuda":
+        from dlkit import device
+        try:
+            device.cuda()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
 
     if args.predict_only:
         c = checkpoint.restore(out / "checkpoints", like=params)
@@ -147,8 +158,10 @@ def main(argv=None):
           f"vocabulary {len(vocab)}, last {args.maxlen} tokens "
           f"({'with' if not args.no_lengths else 'without'} lengths), {tree.size(params):,} "
           f"params, adam lr={args.lr}, clip {args.clip or 'none'}, batch {args.batch_size}, "
-          f"seed {args.seed} (data prepared in {time.perf_counter() - t0:.1f} s)")
+          f"seed {args.seed}, {args.device} (data prepared in {time.perf_counter() - t0:.1f} s)")
 
+    if args.device == "cuda":
+        params = device.to_device(params)
     bce = losses.sigmoid_binary_cross_entropy
     opt = optim.adam(args.lr)
     t0 = time.perf_counter()

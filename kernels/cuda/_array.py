@@ -5,6 +5,7 @@ arrays and never copy to the host.
     full(shape, value, dtype)     a new array filled on the device
     add(a, b, scale=None)         (a + b), or (a + b) * scale, elementwise; same shapes
     mul(a, scale)                 a * scale
+    astype(a, dtype)              a converted to dtype (integer labels -> float targets)
     concat(a, b)                  along the last axis: (..., m) + (..., n) -> (..., m + n)
     split(a, m)                   along the last axis: (..., m + n) -> (..., m), (..., n)
     first_outside(ids, lo, hi)    int64 (2,): the flat position of the first id outside
@@ -59,6 +60,20 @@ def add(a, b, scale=None):
         t = a.dtype.type
         _add[grid_1d(a.size)](_flat(a), _flat(b), _flat(out),
                               t(1 if scale is None else scale), scale is not None)
+    return out
+
+
+@cuda.jit
+def _cast(a, out):
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        out[i] = a[i]
+
+
+def astype(a, dtype):
+    """A copy of a converted to dtype (as numpy's astype: C casts)."""
+    out = empty(a.shape, dtype)
+    if a.size:
+        _cast[grid_1d(a.size)](_flat(a), _flat(out))
     return out
 
 

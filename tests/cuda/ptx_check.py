@@ -100,7 +100,7 @@ def launch_all(dt):
     u8 = np.uint8
     run("array", lambda: (
         AR.full((2, 3), 1.5, dt), AR.add(a(5), a(5)), AR.add(a(2, 3), a(2, 3), 0.5),
-        AR.mul(a(5), 0.5), AR.concat(a(2, 3, 4), a(2, 3, 2)), AR.split(a(2, 3, 6), 4),
+        AR.mul(a(5), 0.5), AR.astype(ints(5), dt), AR.concat(a(2, 3, 4), a(2, 3, 2)), AR.split(a(2, 3, 6), 4),
         AR.full(3, 7, np.int64), AR.first_outside(ints(2, 3), 0, 5),
         AR.first_outside(ints(4, dt=np.int32), 0, 5),
         AR.scale_to_norm([a(3, 2), a(4)], AR.sum_squares([a(3, 2), a(4)]), 1.0)))

@@ -1,0 +1,103 @@
+"""The training scripts with --device cuda on tiny synthetic data, under the simulator: each
+trains on device arrays through its whole code path (loading, training, checkpoints,
+evaluation, history.json) and, where the run is short enough to repeat on the CPU, ends with
+the CPU run's losses and params."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlkit import device
+
+OK, WHY = device.available()
+if not OK:
+    pytest.skip(WHY, allow_module_level=True)
+
+from dlkit import checkpoint, data, nn, tree, zoo  # noqa: E402
+from dlkit import layers as L  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import char_rnn  # noqa: E402
+import train_imdb  # noqa: E402
+import train_mnist  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from test_sequence_scripts import imdb_dir  # noqa: E402,F401  (the fixture)
+
+
+def _close_trees(a, b, rtol=1e-5):
+    fa, fb = tree.flatten(a), tree.flatten(b)
+    assert fa.keys() == fb.keys()
+    for k in fb:
+        assert fa[k].dtype == fb[k].dtype and fa[k].shape == fb[k].shape, k
+        scale = max(float(np.max(np.abs(fb[k]))), 1e-30) if fb[k].size else 1.0
+        np.testing.assert_allclose(fa[k], fb[k], rtol=rtol, atol=rtol * scale, err_msg=k)
+
+
+def _tiny_cnn(dataset="fashion-mnist"):
+    model = nn.serial(("conv1", L.Conv2D(2, 3, stride=3, activation="relu")),
+                      ("pool1", L.MaxPool2D(3)), ("flatten", L.Flatten()),
+                      ("fc", L.Dense(10)))
+    return model, zoo.images, (1, 28, 28)
+
+
+def test_train_mnist_cnn(tmp_path, monkeypatch):
+    """train_mnist.py --device cuda --model cnn (a tiny CNN: the simulator is slow) on 12
+    synthetic images: the same history as the CPU run."""
+    rng = np.random.default_rng(0)
+    fake = ((rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), rng.integers(0, 10, 12)),
+            (rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), rng.integers(0, 10, 4)))
+    monkeypatch.setattr(data, "load_mnist", lambda *a, **k: fake)
+    monkeypatch.setitem(zoo.MODELS, "cnn", _tiny_cnn)
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / dev
+        train_mnist.main(["--device", dev, "--model", "cnn", "--epochs", "1", "--batch-size",
+                          "6", "--out", str(out), "--no-plots", "--quiet"])
+        runs[dev] = json.loads((out / "history.json").read_text())
+    assert runs["cuda"]["device"] == "cuda"
+    for k in ("loss", "accuracy", "val_loss"):
+        np.testing.assert_allclose(runs["cuda"]["history"][k], runs["cpu"]["history"][k],
+                                   rtol=1e-5)
+    assert runs["cuda"]["test_accuracy"] == runs["cpu"]["test_accuracy"]
+
+
+def test_train_imdb(imdb_dir, tmp_path, capsys):  # noqa: F811
+    """Embedding (device ids), SpatialDropout1D, LSTM over a ragged batch, clipping, BCE with
+    integer labels: the CPU run's losses and params."""
+    common = ["--data-dir", str(imdb_dir), "--maxlen", "5", "--vocab-size", "30",
+              "--embed-dim", "4", "--units", "3", "--batch-size", "8", "--lr", "0.02",
+              "--dropout", "0.2", "--clip", "0.05", "--train-subset", "16",
+              "--test-subset", "8", "--epochs", "1", "--quiet", "a wonderful story"]
+    params = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / dev
+        train_imdb.main(common + ["--device", dev, "--out", str(out)])
+        params[dev] = checkpoint.restore(out / "checkpoints").params
+        assert "sentiment predictions:" in capsys.readouterr().out
+    _close_trees(params["cuda"], params["cpu"])
+
+
+def test_char_rnn(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 10)
+    small = ["--text", str(text), "--embed", "3", "--units", "4", "--batch-size", "2",
+             "--seq-len", "4", "--steps", "2", "--eval-every", "2", "--checkpoint-every", "2",
+             "--sample-length", "0", "--clip", "0.1"]
+    params = {}
+    for dev in ("cpu", "cuda"):
+        char_rnn.main(["train", *small, "--device", dev, "--out", str(tmp_path / dev)])
+        params[dev] = checkpoint.restore(tmp_path / dev / "checkpoints").params
+    _close_trees(params["cuda"], params["cpu"])
+
+
+def test_clear_error_without_cuda(monkeypatch, tmp_path):
+    """--device cuda where CUDA cannot run: the install message, before any work."""
+    def no_cuda():
+        raise RuntimeError("CUDA was asked for but no CUDA GPU or driver was found; install "
+                           "the CUDA extra ...")
+    monkeypatch.setattr(device, "cuda", no_cuda)
+    with pytest.raises(SystemExit, match="install the CUDA extra"):
+        train_imdb.main(["--device", "cuda", "--data-dir", str(tmp_path), "--quiet"])
