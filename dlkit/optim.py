@@ -4,6 +4,7 @@
     state = opt.init(params)               # a tree of arrays: {"step": int64 (), "m": ..., ...}
     updates, state = opt.update(grads, state, params)
     params = optim.apply_updates(params, updates)
+    params, state = opt.step(grads, state, params)    # the same two lines in one pass
 
 Nothing is modified in place: update returns new arrays, so a caller's old params and state
 survive any error.  grads, state and params are checked for matching keys, shapes and dtypes
@@ -24,10 +25,14 @@ from . import device, tree
 
 
 class Optimizer(NamedTuple):
+    """init(params) -> state; update(grads, state, params) -> (updates, state);
+    step(grads, state, params) -> (params, state), update and apply_updates fused (optional:
+    a hand-made Optimizer may leave it None, and train.fit then uses update + apply_updates)."""
     init: Callable
     update: Callable
     name: str
     hyperparams: dict
+    step: Callable = None
 
 
 # ---------------------------------------------------------------- learning-rate schedules
@@ -89,8 +94,8 @@ def _check_state(state, params, slots, name):
 
 
 def _make(name, slots, kernel, hyper, lr):
-    """An Optimizer whose per-array kernel maps (K, g, p, *slot_arrays, lr, step) to
-    (u, *new_slot_arrays) on flat arrays; K is kernels.cpu.optim or kernels.cuda.optim,
+    """An Optimizer whose per-array kernel maps (K, g, p, *slot_arrays, lr, step, apply) to
+    (u or p + u, *new_slot_arrays) on flat arrays; K is kernels.cpu.optim or kernels.cuda.optim,
     whichever matches where the arrays live."""
     schedule = _schedule(lr)
 
@@ -99,7 +104,7 @@ def _make(name, slots, kernel, hyper, lr):
         state["step"] = np.zeros((), np.int64)
         return state
 
-    def update(grads, state, params):
+    def run(grads, state, params, apply):
         _check_like("grads", grads, params)
         _check_state(state, params, slots, name)
         step = int(state["step"])
@@ -108,14 +113,21 @@ def _make(name, slots, kernel, hyper, lr):
         def leaf(p, g, *ss):
             K = device.kernels("optim", p, g, *ss, what=name)
             return kernel(K, g.reshape(-1), p.reshape(-1), *(a.reshape(-1) for a in ss), rate,
-                          step + 1)
+                          step + 1, apply)
         out = tree.map(leaf, params, grads, *(state[s] for s in slots))
         new = {s: tree.map(lambda p, o, i=i: o[i].reshape(p.shape), params, out)
                for i, s in enumerate(slots, 1)}
         new["step"] = np.array(step + 1, np.int64)
         return tree.map(lambda p, o: o[0].reshape(p.shape), params, out), new
 
-    return Optimizer(init, update, name, dict(hyper, lr=lr if not callable(lr) else "schedule"))
+    def update(grads, state, params):
+        return run(grads, state, params, False)
+
+    def step(grads, state, params):
+        return run(grads, state, params, True)
+
+    return Optimizer(init, update, name, dict(hyper, lr=lr if not callable(lr) else "schedule"),
+                     step)
 
 
 def apply_updates(params, updates):
@@ -134,16 +146,16 @@ def _add(p, u):
 # ---------------------------------------------------------------- the optimizers
 def sgd(lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0):
     """SGD with optional (Nesterov) momentum, as torch.optim.SGD."""
-    def kernel(K, g, p, v, rate, step):
-        return K.sgd_update(g, p, v, rate, momentum, nesterov, l2, l1)
+    def kernel(K, g, p, v, rate, step, apply):
+        return K.sgd_update(g, p, v, rate, momentum, nesterov, l2, l1, apply)
     return _make("sgd", ("v",), kernel,
                  dict(momentum=momentum, nesterov=nesterov, l2=l2, l1=l1), lr)
 
 
 def adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, name="adam"):
     """Adam (Kingma & Ba) as torch.optim.Adam; weight_decay > 0 gives AdamW's decoupled decay."""
-    def kernel(K, g, p, m, v, rate, step):
-        return K.adam_update(g, p, m, v, rate, b1, b2, eps, step, weight_decay, l2, l1)
+    def kernel(K, g, p, m, v, rate, step, apply):
+        return K.adam_update(g, p, m, v, rate, b1, b2, eps, step, weight_decay, l2, l1, apply)
     return _make(name, ("m", "v"), kernel,
                  dict(b1=b1, b2=b2, eps=eps, l2=l2, l1=l1, weight_decay=weight_decay), lr)
 
@@ -155,8 +167,8 @@ def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2):
 
 def rmsprop(lr=1e-2, rho=0.99, eps=1e-8, momentum=0.0, l2=0.0, l1=0.0):
     """RMSprop as torch.optim.RMSprop (alpha=rho, centered=False)."""
-    def kernel(K, g, p, s, b, rate, step):
-        return K.rmsprop_update(g, p, s, b, rate, rho, eps, momentum, l2, l1)
+    def kernel(K, g, p, s, b, rate, step, apply):
+        return K.rmsprop_update(g, p, s, b, rate, rho, eps, momentum, l2, l1, apply)
     return _make("rmsprop", ("s", "b"), kernel,
                  dict(rho=rho, eps=eps, momentum=momentum, l2=l2, l1=l1), lr)
 

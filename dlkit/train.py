@@ -152,8 +152,11 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
             _check_finite(loss, grads, step, epoch, start_batch)
             if grad_transform is not None:
                 grads = grad_transform(grads)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            params = apply_updates(params, updates)
+            if opt.step is not None:
+                params, opt_state = opt.step(grads, opt_state, params)
+            else:
+                updates, opt_state = opt.update(grads, opt_state, params)
+                params = apply_updates(params, updates)
             step += 1
             start_batch += 1
             sums = [sums[0] + loss * len(xb),

@@ -1,7 +1,8 @@
 """Optimizer updates as elementwise kernels over flat 1-D arrays (the API passes reshape(-1)).
 
 Each returns the *update* u (to be added to the params, optax-style) and the new state arrays;
-nothing is modified in place.  g is dL/dp.  Penalties are folded into the gradient first:
+with ``apply=True`` it returns p + u, the new params, in place of u (one pass instead of two,
+bit-identical to adding u afterwards).  Nothing is modified in place.  g is dL/dp.  Penalties are folded into the gradient first:
 
     g' = g + l2 * p + l1 * sign(p)            (classic L2 weight decay and L1 penalty)
 
@@ -40,8 +41,8 @@ def _penalised(g, p, l2, l1):
 
 
 @parallel_above(GRAIN, size=lambda g, *_: g.size)
-def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1):
-    """g, p, v (n,) -> u (n,), v' (n,)."""
+def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1, apply=False):
+    """g, p, v (n,) -> u (n,) (p + u if apply), v' (n,)."""
     n = g.shape[0]
     t = g.dtype.type
     lr_, mu, l2_, l1_ = t(lr), t(momentum), t(l2), t(l1)
@@ -53,13 +54,14 @@ def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1):
             gi = _penalised(g[i], p[i], l2_, l1_)
             vi = mu * v[i] + gi
             v2[i] = vi
-            u[i] = -lr_ * (gi + mu * vi) if nesterov else -lr_ * vi
+            ui = -lr_ * (gi + mu * vi) if nesterov else -lr_ * vi
+            u[i] = p[i] + ui if apply else ui
     return u, v2
 
 
 @parallel_above(GRAIN, size=lambda g, *_: g.size)
-def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1):
-    """g, p, m, v (n,), step >= 1 -> u (n,), m' (n,), v' (n,)."""
+def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1, apply=False):
+    """g, p, m, v (n,), step >= 1 -> u (n,) (p + u if apply), m' (n,), v' (n,)."""
     n = g.shape[0]
     t = g.dtype.type
     lr_, b1_, b2_, eps_, wd_, l2_, l1_ = t(lr), t(b1), t(b2), t(eps), t(wd), t(l2), t(l1)
@@ -75,13 +77,14 @@ def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1):
             mi = b1_ * m[i] + omb1 * gi
             vi = b2_ * v[i] + omb2 * gi * gi
             m2[i], v2[i] = mi, vi
-            u[i] = -lr_ * (mi * c1 / (np.sqrt(vi * c2) + eps_) + wd_ * p[i])
+            ui = -lr_ * (mi * c1 / (np.sqrt(vi * c2) + eps_) + wd_ * p[i])
+            u[i] = p[i] + ui if apply else ui
     return u, m2, v2
 
 
 @parallel_above(GRAIN, size=lambda g, *_: g.size)
-def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1):
-    """g, p, s, b (n,) -> u (n,), s' (n,), b' (n,)."""
+def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1, apply=False):
+    """g, p, s, b (n,) -> u (n,) (p + u if apply), s' (n,), b' (n,)."""
     n = g.shape[0]
     t = g.dtype.type
     lr_, rho_, eps_, mu, l2_, l1_ = t(lr), t(rho), t(eps), t(momentum), t(l2), t(l1)
@@ -95,5 +98,5 @@ def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1):
             si = rho_ * s[i] + omr * gi * gi
             bi = mu * b[i] + gi / (np.sqrt(si) + eps_)
             s2[i], b2[i] = si, bi
-            u[i] = -lr_ * bi
+            u[i] = p[i] - lr_ * bi if apply else -lr_ * bi
     return u, s2, b2

@@ -1,11 +1,13 @@
 """Optimizer updates on the GPU over flat 1-D device arrays; mirrors kernels.cpu.optim (same
-names, arguments and formulas; see its docstring).  Each returns the update u and the new state
-arrays as new device arrays; nothing is modified in place.
+names, arguments and formulas; see its docstring).  Each returns the update u (p + u with
+``apply=True``) and the new state arrays as new device arrays; nothing is modified in place.
 
-Two helpers have no CPU twin because device arrays have no arithmetic of their own (on the CPU
+These helpers have no CPU twin because device arrays have no arithmetic of their own (on the CPU
 numpy does these):
 
     apply_update(p, u) -> p + u          (dlkit.optim.apply_updates)
+    penalise(g, p, l2, l1) -> g + l2 p + l1 sign(p), the penalty of the updates above on its
+                                         own (dlkit.rbm.weight_decay: W only, not the biases)
     zeros(shape, dtype) -> device zeros  (opt.init's zero moments, made on the device)
     nonfinite_flag(arrays) -> (1,) uint8 (dlkit.train's NaN/inf check of the gradients)
 
@@ -31,65 +33,68 @@ def _penalised(g, p, l2, l1, one):
 
 
 @cuda.jit
-def _sgd(g, p, v, u, v2, lr, mu, nesterov, l2, l1, one):
+def _sgd(g, p, v, u, v2, lr, mu, nesterov, l2, l1, one, apply):
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
         gi = _penalised(g[i], p[i], l2, l1, one)
         vi = mu * v[i] + gi
         v2[i] = vi
-        u[i] = -lr * (gi + mu * vi) if nesterov else -lr * vi
+        ui = -lr * (gi + mu * vi) if nesterov else -lr * vi
+        u[i] = p[i] + ui if apply else ui
 
 
-def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1):
-    """g, p, v (n,) -> u (n,), v' (n,)."""
+def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1, apply=False):
+    """g, p, v (n,) -> u (n,) (p + u if apply), v' (n,)."""
     t = g.dtype.type
     u, v2 = empty(g.shape, g.dtype), empty(v.shape, v.dtype)
     if g.shape[0]:
         _sgd[grid_1d(g.shape[0])](g, p, v, u, v2, t(lr), t(momentum), bool(nesterov), t(l2),
-                                  t(l1), t(1))
+                                  t(l1), t(1), bool(apply))
     return u, v2
 
 
 @cuda.jit
-def _adam(g, p, m, v, u, m2, v2, lr, b1, b2, omb1, omb2, c1, c2, eps, wd, l2, l1, one):
+def _adam(g, p, m, v, u, m2, v2, lr, b1, b2, omb1, omb2, c1, c2, eps, wd, l2, l1, one, apply):
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
         gi = _penalised(g[i], p[i], l2, l1, one)
         mi = b1 * m[i] + omb1 * gi
         vi = b2 * v[i] + omb2 * gi * gi
         m2[i] = mi
         v2[i] = vi
-        u[i] = -lr * (mi * c1 / (math.sqrt(vi * c2) + eps) + wd * p[i])
+        ui = -lr * (mi * c1 / (math.sqrt(vi * c2) + eps) + wd * p[i])
+        u[i] = p[i] + ui if apply else ui
 
 
-def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1):
-    """g, p, m, v (n,), step >= 1 -> u (n,), m' (n,), v' (n,)."""
+def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1, apply=False):
+    """g, p, m, v (n,), step >= 1 -> u (n,) (p + u if apply), m' (n,), v' (n,)."""
     t = g.dtype.type
     u, m2, v2 = empty(g.shape, g.dtype), empty(m.shape, m.dtype), empty(v.shape, v.dtype)
     if g.shape[0]:
         _adam[grid_1d(g.shape[0])](
             g, p, m, v, u, m2, v2, t(lr), t(b1), t(b2), t(1.0 - b1), t(1.0 - b2),
             t(1.0 / (1.0 - b1 ** step)), t(1.0 / (1.0 - b2 ** step)), t(eps), t(wd), t(l2), t(l1),
-            t(1))
+            t(1), bool(apply))
     return u, m2, v2
 
 
 @cuda.jit
-def _rmsprop(g, p, s, b, u, s2, b2, lr, rho, omr, eps, mu, l2, l1, one):
+def _rmsprop(g, p, s, b, u, s2, b2, lr, rho, omr, eps, mu, l2, l1, one, apply):
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
         gi = _penalised(g[i], p[i], l2, l1, one)
         si = rho * s[i] + omr * gi * gi
         bi = mu * b[i] + gi / (math.sqrt(si) + eps)
         s2[i] = si
         b2[i] = bi
-        u[i] = -lr * bi
+        u[i] = p[i] - lr * bi if apply else -lr * bi
 
 
-def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1):
-    """g, p, s, b (n,) -> u (n,), s' (n,), b' (n,)."""
+def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1, apply=False):
+    """g, p, s, b (n,) -> u (n,) (p + u if apply), s' (n,), b' (n,)."""
     t = g.dtype.type
     u, s2, b2 = empty(g.shape, g.dtype), empty(s.shape, s.dtype), empty(b.shape, b.dtype)
     if g.shape[0]:
         _rmsprop[grid_1d(g.shape[0])](g, p, s, b, u, s2, b2, t(lr), t(rho), t(1.0 - rho),
-                                      t(eps), t(momentum), t(l2), t(l1), t(1))
+                                      t(eps), t(momentum), t(l2), t(l1), t(1),
+                                      bool(apply))
     return u, s2, b2
 
 
@@ -104,6 +109,22 @@ def apply_update(p, u):
     out = empty(p.shape, p.dtype)
     if p.shape[0]:
         _add[grid_1d(p.shape[0])](p, u, out)
+    return out
+
+
+@cuda.jit
+def _penalise(g, p, out, l2, l1, one):
+    for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
+        out[i] = _penalised(g[i], p[i], l2, l1, one)
+
+
+def penalise(g, p, l2, l1):
+    """g + l2 p + l1 sign(p) for flat (n,) device arrays, as a new array: the same arithmetic
+    as the updates' penalty (and as numpy's ``g + l2 * p + l1 * np.sign(p)``)."""
+    out = empty(g.shape, g.dtype)
+    if g.shape[0]:
+        t = g.dtype.type
+        _penalise[grid_1d(g.shape[0])](g, p, out, t(l2), t(l1), t(1))
     return out
 
 

@@ -222,11 +222,12 @@ PEN = [(0.0, 0.0), (0.01, 0.003)]       # (l2, l1)
 @pytest.mark.parametrize("n", [1, 300])
 @pytest.mark.parametrize("pen", PEN)
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_sgd_update(rng, transfers, n, pen, nesterov):
+@pytest.mark.parametrize("apply", [False, True])
+def test_sgd_update(rng, transfers, n, pen, nesterov, apply):
     g, p, v = randn(rng, n), randn(rng, n), randn(rng, n)
     p[0] = 0.0                           # sign(0) = 0 under the l1 penalty
-    want = CO.sgd_update(g, p, v, 0.1, 0.9, nesterov, *pen)
-    got = launch(transfers, GO.sgd_update, *dev(g, p, v), 0.1, 0.9, nesterov, *pen)
+    want = CO.sgd_update(g, p, v, 0.1, 0.9, nesterov, *pen, apply)
+    got = launch(transfers, GO.sgd_update, *dev(g, p, v), 0.1, 0.9, nesterov, *pen, apply)
     for a, b in zip(got, want):
         close(a, b)
 
@@ -234,21 +235,24 @@ def test_sgd_update(rng, transfers, n, pen, nesterov):
 @pytest.mark.parametrize("n", [1, 300])
 @pytest.mark.parametrize("pen", PEN)
 @pytest.mark.parametrize("wd", [0.0, 0.01])
-def test_adam_update(rng, transfers, n, pen, wd):
+@pytest.mark.parametrize("apply", [False, True])
+def test_adam_update(rng, transfers, n, pen, wd, apply):
     g, p, m, v = randn(rng, n), randn(rng, n), randn(rng, n), np.abs(randn(rng, n))
-    want = CO.adam_update(g, p, m, v, 1e-3, 0.9, 0.999, 1e-8, 3, wd, *pen)
+    want = CO.adam_update(g, p, m, v, 1e-3, 0.9, 0.999, 1e-8, 3, wd, *pen, apply)
     got = launch(transfers, GO.adam_update, *dev(g, p, m, v), 1e-3, 0.9, 0.999, 1e-8, 3, wd,
-                 *pen)
+                 *pen, apply)
     for a, b in zip(got, want):
         close(a, b)
 
 
 @pytest.mark.parametrize("n", [1, 300])
 @pytest.mark.parametrize("pen", PEN)
-def test_rmsprop_update(rng, transfers, n, pen):
+@pytest.mark.parametrize("apply", [False, True])
+def test_rmsprop_update(rng, transfers, n, pen, apply):
     g, p, s, b = randn(rng, n), randn(rng, n), np.abs(randn(rng, n)), randn(rng, n)
-    want = CO.rmsprop_update(g, p, s, b, 1e-2, 0.99, 1e-8, 0.5, *pen)
-    got = launch(transfers, GO.rmsprop_update, *dev(g, p, s, b), 1e-2, 0.99, 1e-8, 0.5, *pen)
+    want = CO.rmsprop_update(g, p, s, b, 1e-2, 0.99, 1e-8, 0.5, *pen, apply)
+    got = launch(transfers, GO.rmsprop_update, *dev(g, p, s, b), 1e-2, 0.99, 1e-8, 0.5, *pen,
+                 apply)
     for a, c in zip(got, want):
         close(a, c)
 

@@ -65,6 +65,25 @@ def test_matches_reference(name, hp, dtype, rng):
     assert int(state["step"]) == 5
 
 
+@pytest.mark.parametrize("name,hp", CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [7, 70_000])              # serial and parallel builds
+def test_step_equals_update_then_apply_bit_for_bit(name, hp, dtype, n, rng):
+    params = {"w": rng.standard_normal(n).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
+    opt = optim.get(name, 0.01, **hp)
+    s1 = s2 = opt.init(params)
+    p1 = p2 = params
+    for _ in range(3):
+        g = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+        u, s1 = opt.update(g, s1, p1)
+        p1 = optim.apply_updates(p1, u)
+        p2, s2 = opt.step(g, s2, p2)
+    for k in params:
+        assert p1[k].dtype == p2[k].dtype == dtype and p1[k].tobytes() == p2[k].tobytes()
+    from dlkit import tree
+    assert tree.equal(s1, s2)
+
+
 def test_update_is_pure(rng):
     params = _params(rng, np.float32)
     g = _grads_seq(rng, params, 1, np.float32)[0]
@@ -72,6 +91,7 @@ def test_update_is_pure(rng):
     state = opt.init(params)
     before = [a.copy() for a in (params["a"]["W"], state["m"]["a"]["W"])]
     opt.update(g, state, params)
+    opt.step(g, state, params)
     assert np.array_equal(before[0], params["a"]["W"])
     assert np.array_equal(before[1], state["m"]["a"]["W"])
     assert int(state["step"]) == 0
