@@ -24,11 +24,18 @@
 
 The first layer's visible units may be Gaussian (``visible="gaussian"``); upper layers are
 Bernoulli (their data are hidden probabilities).  Nothing is modified in place.
+
+On the device: a stack moved with ``dlkit.device.to_device`` runs everything above on
+kernels.cuda (``rbm``'s device path): host data given to ``pretrain`` or ``generate`` is
+uploaded once, every layer's data stays on the device, ``transform`` and ``generate`` return
+device arrays, and ``to_mlp`` returns device params (the fc layers share the RBMs' device
+arrays, which nothing updates in place; "out" is initialised on the host and uploaded).
 """
 import numpy as np
 
+from . import _check as chk
+from . import device, nn, rbm
 from . import layers as L
-from . import nn, rbm
 from .random import fold_in, generator
 
 
@@ -44,6 +51,10 @@ def check(stack, what="dbn"):
         if i and W.dtype != stack[0]["W"].dtype:
             raise TypeError(f"{what}: layer {i} is {W.dtype} but layer 0 is "
                             f"{stack[0]['W'].dtype}; use one dtype for the whole stack")
+        if i and device.on_device(W) != device.on_device(stack[0]["W"]):
+            raise TypeError(f"{what}: layer {i} is on the "
+                            f"{'device' if device.on_device(W) else 'host'} but layer 0 is "
+                            "not; move the whole stack with dlkit.device.to_device")
     for i in range(len(shapes) - 1):
         if shapes[i][1] != shapes[i + 1][0]:
             raise ValueError(
@@ -78,9 +89,13 @@ def transform(stack, v, *, n_layers=None, visible="bernoulli", batch_size=10000)
     n = len(stack) if n_layers is None else int(n_layers)
     if not 0 <= n <= len(stack):
         raise ValueError(f"dbn.transform: n_layers must be in [0, {len(stack)}], got {n_layers}")
-    v = np.asarray(v)
     if n == 0:
+        return v if chk.is_array(v) else np.asarray(v)
+    if device.on_device(stack[0]["W"]):         # one pass: the device holds the whole set
+        for i in range(n):
+            v = rbm.transform(stack[i], v, visible=visible if i == 0 else "bernoulli")
         return v
+    v = np.asarray(v)
     out = []
     for s in range(0, max(1, len(v)), batch_size):
         h = v[s:s + batch_size]
@@ -118,6 +133,8 @@ def pretrain(stack, X, key, *, epochs=10, monitor_size=1000, visible="bernoulli"
         if bad in fit_options:
             raise TypeError(f"dbn.pretrain: {bad!r} is set per layer by pretrain")
     optimizer = fit_options.pop("optimizer", None)
+    if device.on_device(stack[0]["W"]):     # host X for a device stack: checked, copied up once
+        X = rbm._placed_data(X, stack[0]["W"], "dbn.pretrain", visible == "gaussian", "X")
     data = transform(stack, X, n_layers=start_layer, visible=visible)
     new, history = [dict(p) for p in stack[:start_layer]], []
     for l in range(start_layer, n_layers):
@@ -155,9 +172,13 @@ def to_mlp(stack, n_classes, key, *, flatten=False):
     out = L.Dense(int(n_classes))
     layers.append(("out", out))
     model = nn.serial(*layers)
-    params = {f"fc{i + 1}": {"W": np.array(p["W"], copy=True),
-                             "b": np.array(p["hbias"], copy=True)} for i, p in enumerate(stack)}
+    on_dev = device.on_device(stack[0]["W"])
+    own = (lambda a: a) if on_dev else (lambda a: np.array(a, copy=True))
+    params = {f"fc{i + 1}": {"W": own(p["W"]), "b": own(p["hbias"])}
+              for i, p in enumerate(stack)}
     _, params["out"] = out.init(key, (shapes[-1][1],), stack[0]["W"].dtype)
+    if on_dev:
+        params["out"] = device.to_device(params["out"])
     return model, params
 
 
@@ -175,13 +196,19 @@ def generate(stack, key, n_samples, *, n_steps=1000, init=None, visible="bernoul
     top = stack[-1]
     dtype = top["W"].dtype
     k_init, k_gibbs = fold_in(key, 0), fold_in(key, 1)
+    on_dev = device.on_device(top["W"])
     if init is None:
         v = (generator(k_init).random((n_samples, shapes[-1][0])) < 0.5).astype(dtype)
+        if on_dev:
+            v = device.upload(v)
     else:
-        init = np.asarray(init)
+        init = init if chk.is_array(init) else np.asarray(init)
         if init.ndim != 2 or init.shape != (n_samples, shapes[0][0]):
             raise ValueError(f"dbn.generate: init must have shape ({n_samples}, "
                              f"{shapes[0][0]}) (n_samples, n_visible), got {init.shape}")
+        if on_dev:
+            init = rbm._placed_data(init, stack[0]["W"], "dbn.generate",
+                                    visible == "gaussian", "init")
         v = transform(stack, init, n_layers=len(stack) - 1, visible=visible)
     top_vis = visible if len(stack) == 1 else "bernoulli"
     x, m, _ = rbm.gibbs(top, v, k_gibbs, n_steps, visible=top_vis)

@@ -1,4 +1,5 @@
-"""Restricted Boltzmann machines (kernels: kernels.cpu.rbm).
+"""Restricted Boltzmann machines (kernels: kernels.cpu.rbm, or kernels.cuda.rbm for device
+arrays).
 
 An RBM is a plain param dict ``{"W": (n_visible, n_hidden), "vbias": (n_visible,),
 "hbias": (n_hidden,)}`` (W in the Dense layout (in, out), so a trained RBM drops into
@@ -41,9 +42,17 @@ Randomness: each call draws everything from its ``key`` with ``random.generator(
 first the hidden uniforms (k, N, n_hidden), then the visible noise (k, N, n_visible) as
 uniforms (Bernoulli) or standard normals (Gaussian), in the data's dtype (float32 runs draw
 float32 numbers, so they sample differently from float64 runs with the same key).  The same
-key gives the same bits.  Every input is checked on the host (dtype, shapes, Bernoulli data in
-[0, 1], k >= 1, the chain's shape) before any kernel runs; errors say what was expected and
-what came.
+key gives the same bits.  Every input is checked (dtype, shapes, Bernoulli data in [0, 1],
+k >= 1, the chain's shape) before any kernel that uses it runs; errors say what was expected
+and what came.
+
+On the device: params, data and chains moved with ``dlkit.device.to_device`` run the same
+functions on kernels.cuda.rbm (host and device arrays mixed: TypeError).  The random numbers
+are still drawn on the host from the key, as above, and copied up in one copy per call, so a
+device call samples exactly what the CPU call samples (results agree to float32 rounding).
+The range check of device data ([0, 1], or finite) is one reduction kernel and a 24-byte
+read-back, and raises the CPU's error; ``cd_grads`` reads the per-row reconstruction errors
+back for its stats (CD).  Results stay on the device.
 """
 import time
 from typing import NamedTuple
@@ -53,7 +62,7 @@ import numpy as np
 from kernels.cpu import rbm as K
 
 from . import _check as chk
-from . import optim
+from . import device, optim
 from .random import fold_in, generator
 
 VISIBLE = ("bernoulli", "gaussian")
@@ -67,21 +76,42 @@ def _visible_kind(visible):
     return visible == "gaussian"
 
 
-def _host(a, what):
-    """a as a writeable C-contiguous numpy array (a copy when read-only: Numba would compile a
-    separate specialisation of every kernel for read-only arrays)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array, got {type(a).__name__}"
-                        + (" (the RBM kernels run on the CPU only; copy device arrays to the "
-                           "host)" if hasattr(a, "copy_to_host") else ""))
-    a = np.ascontiguousarray(a)
-    return a if a.flags.writeable else a.copy()
+def _array(a, what):
+    """a as the kernels take it: a numpy array C-contiguous and writeable (a copy when read-only:
+    Numba would compile a separate specialisation of every kernel for read-only arrays), a
+    device array as it is (it must be C-contiguous: checked, never copied)."""
+    if not chk.is_array(a):
+        raise TypeError(f"{what}: expected a numpy array or a CUDA device array, got "
+                        f"{type(a).__name__}")
+    return chk.kernel_array(a, what)
+
+
+def _kernels(W):
+    """kernels.cpu.rbm or kernels.cuda.rbm, where the (checked) params live."""
+    return K if type(W) is np.ndarray else device.kernels("rbm", W)
+
+
+def _range(a, what):
+    """(min, max) of a non-empty array, NaN when it holds a NaN.  A device array: one
+    reduction kernel (kernels.cuda._array.value_range) and 24 bytes back."""
+    if type(a) is np.ndarray:
+        return a.min(), a.max()
+    lo, hi, nan = device.kernels("_array", a, what=what).value_range(a).copy_to_host()
+    t = a.dtype.type
+    return (t(np.nan), t(np.nan)) if nan else (t(lo), t(hi))
+
+
+def _same_place(what, W, **arrays):
+    """TypeError, before any kernel runs, when host and device arrays are mixed."""
+    device.kernels("rbm", W, *arrays.values(),
+                   what=f"{what} (params, {', '.join(arrays)})")
 
 
 def check_params(params, what="rbm"):
-    """Validate an RBM param dict; returns (W, vbias, hbias) as C-contiguous arrays."""
+    """Validate an RBM param dict; returns (W, vbias, hbias), numpy arrays (C-contiguous) or
+    device arrays (all three on the same side)."""
     chk.params(params, PARAMS, what)
-    W, vb, hb = (_host(params[n], f"{what} param {n!r}") for n in PARAMS)
+    W, vb, hb = (_array(params[n], f"{what} param {n!r}") for n in PARAMS)
     if W.ndim != 2:
         raise ValueError(f"{what}: W must be 2-D (n_visible, n_hidden), got shape {W.shape}")
     V, H = W.shape
@@ -89,17 +119,19 @@ def check_params(params, what="rbm"):
         raise ValueError(f"{what}: W{W.shape} needs vbias of shape ({V},) and hbias of shape "
                          f"({H},), got vbias{vb.shape} and hbias{hb.shape}")
     chk.same_dtype(what, W=W, vbias=vb, hbias=hb)
+    if not (type(W) is type(vb) is type(hb) is np.ndarray):
+        device.kernels("rbm", W, vb, hb, what=f"{what} params")
     return W, vb, hb
 
 
 def _data(v, W, what, gaussian, name="visible data"):
-    """v checked against W: float, 2-D (batch, n_visible), W's dtype, in [0, 1] (Bernoulli) or
-    finite (Gaussian).  Returns it C-contiguous."""
-    if isinstance(v, np.ndarray) and v.dtype.kind in "iub":
+    """v checked against W: float, 2-D (batch, n_visible), W's dtype, on W's side (host or
+    device), in [0, 1] (Bernoulli) or finite (Gaussian).  Returns it C-contiguous."""
+    if chk.is_array(v) and v.dtype.kind in "iub":
         raise TypeError(f"{what}: {name} must be float32/float64, got {v.dtype}"
                         + (" (scale uint8 images to [0, 1], e.g. x / 255)"
                            if v.dtype == np.uint8 else ""))
-    v = chk.floating(_host(v, f"{what} {name}"), f"{what} {name}")
+    v = chk.floating(_array(v, f"{what} {name}"), f"{what} {name}")
     chk.ndim(v, 2, f"{what} {name}", "batch, n_visible")
     if v.shape[1] != W.shape[0]:
         raise ValueError(f"{what}: {name} has {v.shape[1]} units per row, the RBM has "
@@ -107,8 +139,10 @@ def _data(v, W, what, gaussian, name="visible data"):
     if v.dtype != W.dtype:
         raise TypeError(f"{what}: {name} is {v.dtype} but the params are {W.dtype}; "
                         "cast one to the other")
+    if type(v) is not type(W):
+        _same_place(what, W, **{name: v})
     if v.size:
-        lo, hi = v.min(), v.max()
+        lo, hi = _range(v, what)
         if gaussian:
             if not (np.isfinite(lo) and np.isfinite(hi)):
                 raise ValueError(f"{what}: {name} contains NaN or Inf")
@@ -126,27 +160,49 @@ def _k(k, what):
     return int(k)
 
 
-def _chain(chain, N, H, dtype, what):
-    if not isinstance(chain, np.ndarray):
-        raise TypeError(f"{what}: chain must be the ndarray returned by the previous call "
+def _chain(chain, N, H, W, what):
+    if not chk.is_array(chain):
+        raise TypeError(f"{what}: chain must be the array returned by the previous call "
                         f"(or rbm.init_chain), got {type(chain).__name__}")
     if chain.shape != (N, H):
         raise ValueError(f"{what}: chain has shape {chain.shape} but this batch needs "
                          f"({N}, {H}) (batch rows, hidden units); a PCD chain has one row per "
                          "batch row: keep the batch size fixed or start a new chain with "
                          "rbm.init_chain")
-    if chain.dtype != dtype:
-        raise TypeError(f"{what}: chain is {chain.dtype}, the params are {dtype}")
-    if chain.size and not (chain.min() >= 0 and chain.max() <= 1):
-        raise ValueError(f"{what}: chain values must lie in [0, 1] (hidden states), got range "
-                         f"[{chain.min()}, {chain.max()}]")
-    return _host(chain, what)
+    if chain.dtype != W.dtype:
+        raise TypeError(f"{what}: chain is {chain.dtype}, the params are {W.dtype}")
+    chain = _array(chain, what)
+    if type(chain) is not type(W):
+        _same_place(what, W, chain=chain)
+    if chain.size:
+        lo, hi = _range(chain, what)
+        if not (lo >= 0 and hi <= 1):
+            raise ValueError(f"{what}: chain values must lie in [0, 1] (hidden states), got "
+                             f"range [{lo}, {hi}]")
+    return chain
 
 
 def _noise(gen, k, N, n, dtype, gaussian):
     if gaussian:
         return gen.standard_normal((k, N, n), dtype=dtype)
     return gen.random((k, N, n), dtype=dtype)
+
+
+def _where(W, *arrays):
+    """The host-drawn random arrays where W lives: as they are on the host; on the device
+    uploaded in one copy (one buffer, split into views)."""
+    if type(W) is np.ndarray:
+        return arrays
+    buf = device.upload(np.concatenate([a.reshape(-1) for a in arrays]))
+    out, at = [], 0
+    for a in arrays:
+        out.append(buf[at:at + a.size].reshape(a.shape))
+        at += a.size
+    return out
+
+
+def _to_host(a):
+    return a if type(a) is np.ndarray else a.copy_to_host()
 
 
 # ---------------------------------------------------------------- construction
@@ -184,11 +240,12 @@ def _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian):
     uh = gen.random((k, N, H), dtype=v0.dtype)
     nv = _noise(gen, k, N, V, v0.dtype, gaussian) if sample_visible \
         else np.empty((0, N, V), v0.dtype)
+    uh, nv = _where(W, uh, nv)
     persistent = chain is not None
-    dW, db, dc, new_chain, _, err = K.rbm_cd(
-        v0, W, vb, hb, chain if persistent else np.empty((0, H), v0.dtype), k, persistent,
-        gaussian, bool(sample_visible), uh, nv)
-    stats = {"recon_error": None if persistent else float(err.sum()) / N}
+    dW, db, dc, new_chain, _, err = _kernels(W).rbm_cd(
+        v0, W, vb, hb, chain if persistent else device.empty((0, H), v0.dtype, W), k,
+        persistent, gaussian, bool(sample_visible), uh, nv)
+    stats = {"recon_error": None if persistent else float(_to_host(err).sum()) / N}
     return {"W": dW, "vbias": db, "hbias": dc}, (new_chain if persistent else None), stats
 
 
@@ -203,7 +260,7 @@ def cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible="
     k = _k(k, what)
     v0 = _data(v0, W, what, gaussian)
     if chain is not None:
-        chain = _chain(chain, v0.shape[0], W.shape[1], W.dtype, what)
+        chain = _chain(chain, v0.shape[0], W.shape[1], W, what)
     generator(key)                                       # checks the key
     return _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian)
 
@@ -211,16 +268,29 @@ def cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible="
 def init_chain(params, v, key, *, visible="bernoulli"):
     """A PCD chain started at data: h ~ P(h | v), shape (N, n_hidden), 0/1 in params' dtype."""
     W, vb, hb = check_params(params, "rbm.init_chain")
-    v = _data(v, W, "rbm.init_chain", _visible_kind(visible))
-    p = K.rbm_hidden(v, W, hb)
-    return (generator(key).random(p.shape, dtype=p.dtype) < p).astype(p.dtype)
+    return _sample_hidden(W, hb, _data(v, W, "rbm.init_chain", _visible_kind(visible)), key)
+
+
+def _sample_hidden(W, hb, v, key):
+    """h ~ P(h | v) with uniforms from key.  Device arrays: P(h | v) on the device, sampled
+    on the host, the chain copied up (once per chain: not a per-step cost)."""
+    p = _to_host(_kernels(W).rbm_hidden(v, W, hb))
+    h = (generator(key).random(p.shape, dtype=p.dtype) < p).astype(p.dtype)
+    return h if type(W) is np.ndarray else device.upload(h)
+
+
+def _rows(X, idx):
+    """X[idx] (rows); on the device a gather kernel (the embedding lookup) over device idx."""
+    if type(X) is np.ndarray:
+        return X[idx]
+    return device.kernels("embedding", idx, X).embedding_forward(idx, X)
 
 
 # ---------------------------------------------------------------- inference and sampling
 def transform(params, v, *, visible="bernoulli"):
     """Hidden probabilities P(h = 1 | v), (N, n_hidden) (scikit-learn's transform)."""
     W, vb, hb = check_params(params, "rbm.transform")
-    return K.rbm_hidden(_data(v, W, "rbm.transform", _visible_kind(visible)), W, hb)
+    return _kernels(W).rbm_hidden(_data(v, W, "rbm.transform", _visible_kind(visible)), W, hb)
 
 
 def visible_mean(params, h, *, visible="bernoulli"):
@@ -228,12 +298,14 @@ def visible_mean(params, h, *, visible="bernoulli"):
     what = "rbm.visible_mean"
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, what)
-    h = chk.floating(_host(h, f"{what} h"), f"{what} h")
+    h = chk.floating(_array(h, f"{what} h"), f"{what} h")
     chk.ndim(h, 2, f"{what} h", "batch, n_hidden")
     if h.shape[1] != W.shape[1] or h.dtype != W.dtype:
         raise ValueError(f"{what}: h must be (N, {W.shape[1]}) {W.dtype}, got {h.shape} "
                          f"{h.dtype}")
-    return K.rbm_visible(h, W, vb, gaussian)
+    if type(h) is not type(W):
+        _same_place(what, W, h=h)
+    return _kernels(W).rbm_visible(h, W, vb, gaussian)
 
 
 def reconstruct(params, v, *, visible="bernoulli"):
@@ -241,7 +313,8 @@ def reconstruct(params, v, *, visible="bernoulli"):
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, "rbm.reconstruct")
     v = _data(v, W, "rbm.reconstruct", gaussian)
-    return K.rbm_visible(K.rbm_hidden(v, W, hb), W, vb, gaussian)
+    K_ = _kernels(W)
+    return K_.rbm_visible(K_.rbm_hidden(v, W, hb), W, vb, gaussian)
 
 
 def reconstruction_error(params, v, *, visible="bernoulli"):
@@ -251,8 +324,13 @@ def reconstruction_error(params, v, *, visible="bernoulli"):
     v = _data(v, W, "rbm.reconstruction_error", gaussian)
     if not len(v):
         return 0.0
-    r = K.rbm_visible(K.rbm_hidden(v, W, hb), W, vb, gaussian)
-    return float(np.sum((v - r) ** 2, dtype=np.float64)) / len(v)
+    K_ = _kernels(W)
+    r = K_.rbm_visible(K_.rbm_hidden(v, W, hb), W, vb, gaussian)
+    if type(v) is np.ndarray:
+        return float(np.sum((v - r) ** 2, dtype=np.float64)) / len(v)
+    # on the device: the float64 sum of squares of v - r, 8 bytes back
+    sq = device.kernels("_array", v).sum_squares([device.add(v, device.mul(r, -1))])
+    return float(sq.copy_to_host()[0]) / len(v)
 
 
 def gibbs(params, v, key, n_steps=1, *, visible="bernoulli"):
@@ -271,7 +349,7 @@ def gibbs(params, v, key, n_steps=1, *, visible="bernoulli"):
     gen = generator(key)
     uh = gen.random((n_steps, N, H), dtype=v.dtype)
     nv = _noise(gen, n_steps, N, V, v.dtype, gaussian)
-    return K.rbm_gibbs(v, W, vb, hb, int(n_steps), gaussian, uh, nv)
+    return _kernels(W).rbm_gibbs(v, W, vb, hb, int(n_steps), gaussian, *_where(W, uh, nv))
 
 
 def free_energy(params, v, *, visible="bernoulli"):
@@ -279,7 +357,8 @@ def free_energy(params, v, *, visible="bernoulli"):
     |v - vbias|^2 / 2 - sum_j softplus(...) (Gaussian)."""
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, "rbm.free_energy")
-    return K.rbm_free_energy(_data(v, W, "rbm.free_energy", gaussian), W, vb, hb, gaussian)
+    v = _data(v, W, "rbm.free_energy", gaussian)
+    return _kernels(W).rbm_free_energy(v, W, vb, hb, gaussian)
 
 
 def free_energy_grad(params, v, *, visible="bernoulli"):
@@ -290,7 +369,7 @@ def free_energy_grad(params, v, *, visible="bernoulli"):
     v = _data(v, W, "rbm.free_energy_grad", gaussian)
     if not len(v):
         raise ValueError("rbm.free_energy_grad: needs at least one row")
-    dW, db, dc = K.rbm_free_energy_grad(v, W, vb, hb, gaussian)
+    dW, db, dc = _kernels(W).rbm_free_energy_grad(v, W, vb, hb, gaussian)
     return {"W": dW, "vbias": db, "hbias": dc}
 
 
@@ -302,7 +381,7 @@ def pseudo_likelihood(params, v, key):
     W, vb, hb = check_params(params, "rbm.pseudo_likelihood")
     v = _data(v, W, "rbm.pseudo_likelihood", False)
     idx = generator(key).integers(0, W.shape[0], v.shape[0], dtype=np.int64)
-    return K.rbm_pseudo_likelihood(v, W, vb, hb, idx)
+    return _kernels(W).rbm_pseudo_likelihood(v, W, vb, hb, *_where(W, idx))
 
 
 # ---------------------------------------------------------------- training recipe
@@ -317,9 +396,12 @@ def weight_decay(grads, params, l2, l1=0.0):
 def _decayed(grads, params, l2, l1):
     if not l2 and not l1:
         return grads
-    W = params["W"]
+    W, g = params["W"], grads["W"]
+    if type(W) is not np.ndarray or type(g) is not np.ndarray:   # the same arithmetic
+        O = device.kernels("optim", g, W, what="rbm.weight_decay")
+        return dict(grads, W=O.penalise(g.reshape(-1), W.reshape(-1), l2, l1).reshape(W.shape))
     t = W.dtype.type
-    g = grads["W"] + t(l2) * W
+    g = g + t(l2) * W
     if l1:
         g = g + t(l1) * np.sign(W)
     return dict(grads, W=g)
@@ -356,11 +438,22 @@ def _sgd_state(state, params, what):
                          f"{{'step', 'v': {{'W', 'vbias', 'hbias'}}}}, got "
                          f"{state if not isinstance(state, dict) else sorted(state)}")
     for n, a in state["v"].items():
-        if not isinstance(a, np.ndarray) or a.shape != params[n].shape \
-                or a.dtype != params[n].dtype:
-            raise ValueError(f"{what}: opt_state['v'][{n!r}] must be {params[n].shape} "
-                             f"{params[n].dtype}, got {getattr(a, 'shape', type(a).__name__)} "
-                             f"{getattr(a, 'dtype', '')}")
+        p = params[n]
+        if not chk.is_array(a) or a.shape != p.shape or a.dtype != p.dtype \
+                or device.on_device(a) != device.on_device(p):
+            where = "on the device" if device.on_device(p) else "on the host"
+            raise ValueError(f"{what}: opt_state['v'][{n!r}] must be {p.shape} {p.dtype} "
+                             f"{where}, got {getattr(a, 'shape', type(a).__name__)} "
+                             f"{getattr(a, 'dtype', '')} ({type(a).__name__})")
+
+
+def _placed_data(a, W, what, gaussian, name):
+    """_data, on W's side: host data for device params is checked on the host and uploaded
+    (once, for fit's X and monitor and dbn's data)."""
+    if type(W) is not np.ndarray and type(a) is np.ndarray:
+        like = np.empty((W.shape[0], 0), W.dtype)
+        return device.upload(_data(a, like, what, gaussian, name))
+    return _data(a, W, what, gaussian, name)
 
 
 def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
@@ -377,9 +470,12 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     True samples them, as textbook CD and scikit-learn).  This
     built-in SGD runs fused into the CD kernel (``kernels.cpu.rbm.rbm_cd_sgd``): the same
     arithmetic as ``optim.sgd(lr, momentum)`` after ``weight_decay`` on ``cd_grads``, bit for bit,
-    without materialising the gradient.  ``optimizer``: any other dlkit optimizer instead (then
-    lr / momentum / final_momentum are not used); grads come from ``cd_grads`` and
-    ``weight_decay`` still applies to W.
+    without materialising the gradient.  With params on the device (``device.to_device``) it
+    runs as exactly that: ``cd_grads``, ``weight_decay`` and ``optim.sgd`` on kernels.cuda; X
+    (and monitor) given on the host are uploaded once, each epoch's order once, and a step
+    copies only its uniforms up and (CD) its per-row reconstruction errors back.
+    ``optimizer``: any other dlkit optimizer instead (then lr / momentum / final_momentum are
+    not used); grads come from ``cd_grads`` and ``weight_decay`` still applies to W.
     opt_state: an optimizer state to continue from (the built-in SGD's is ``optim.sgd``'s:
         {"step", "v"}); chain: a PCD chain to continue from.
     Batches: epoch e visits X in the order ``generator(fold_in(key, 2*e)).permutation(n)``;
@@ -416,9 +512,9 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     elif not hasattr(optimizer, "update"):
         raise TypeError(f"{what}: optimizer must be a dlkit optimizer (optim.sgd(...), "
                         f"optim.adam(...), ...), got {type(optimizer).__name__}")
-    X = _data(X, W, what, gaussian, "X")
+    X = _placed_data(X, W, what, gaussian, "X")
     if monitor is not None:
-        monitor = _data(monitor, W, what, gaussian, "monitor")
+        monitor = _placed_data(monitor, W, what, gaussian, "monitor")
     n = len(X)
     n_batches = n // batch_size if persistent else -(-n // batch_size)
     if n_batches < 1:
@@ -427,18 +523,23 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     if chain is not None:
         if not persistent:
             raise ValueError(f"{what}: a chain was given but persistent=False (CD keeps none)")
-        chain = _chain(chain, batch_size, W.shape[1], W.dtype, what)
-    # private copies: the fused kernel updates them in place, the caller's arrays stay as they are
-    params = {"W": W.copy(), "vbias": vb.copy(), "hbias": hb.copy()}
+        chain = _chain(chain, batch_size, W.shape[1], W, what)
+    # the fused CPU kernel updates params and opt_state in place: on private copies, so the
+    # caller's arrays stay as they are.  On the device nothing is updated in place.
+    on_dev = type(W) is not np.ndarray
+    in_place = fused and not on_dev
+    params = {"W": W.copy(), "vbias": vb.copy(), "hbias": hb.copy()} if in_place else \
+        {"W": W, "vbias": vb, "hbias": hb}
     opt = optim.sgd(1.0, momentum=mom0) if fused else optimizer
     if opt_state is None:
         opt_state = opt.init(params)
     else:
         if fused:
             _sgd_state(opt_state, params, what)
-        opt_state = {s: (v if s == "step" else {n_: np.array(a, copy=True)
-                                                 for n_, a in v.items()})
-                     for s, v in opt_state.items()}
+        if in_place:
+            opt_state = {s: (v if s == "step" else {n_: np.array(a, copy=True)
+                                                     for n_, a in v.items()})
+                         for s, v in opt_state.items()}
     step = int(opt_state["step"])
     dtype = W.dtype
     H, V = W.shape[1], W.shape[0]
@@ -455,16 +556,19 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     for e in range(start_epoch, epochs):
         t0 = time.perf_counter()
         order = generator(fold_in(key, 2 * e)).permutation(n)
+        if on_dev:
+            order = device.to_device(order)     # device X: its rows gathered on the device
         bkey = fold_in(key, 2 * e + 1)
         mu = (mom0 if e < momentum_switch else mom1) if fused else None
+        if fused and on_dev:              # the recipe as optim.sgd, on the device
+            opt = optim.sgd(lr if callable(lr) else optim.constant(lr), momentum=mu)
         err_sum = 0.0
         for b in range(n_batches):
-            xb = X[order[b * batch_size:(b + 1) * batch_size]]
+            xb = _rows(X, order[b * batch_size:(b + 1) * batch_size])
             if persistent and chain is None:
-                p = K.rbm_hidden(xb, params["W"], params["hbias"])
-                chain = (generator(fold_in(key, 1 << 30)).random(p.shape, dtype=p.dtype)
-                         < p).astype(p.dtype)
-            if fused:
+                chain = _sample_hidden(params["W"], params["hbias"], xb,
+                                       fold_in(key, 1 << 30))
+            if in_place:
                 N = len(xb)
                 gen = generator(fold_in(bkey, b))
                 uh = gen.random((k, N, H), dtype=dtype)
@@ -495,7 +599,7 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                 if not persistent and b % 50 == 49:
                     bar.set_postfix_str(f"epoch {e + 1} recon {err_sum / (b + 1):.2f}",
                                         refresh=False)
-        if fused:
+        if in_place:
             opt_state["step"] = np.array(step, np.int64)
         history["epoch"].append(e + 1)
         history["recon_error"].append(None if persistent else err_sum / n_batches)
@@ -506,8 +610,8 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
         if monitor is not None:
             r = reconstruction_error(params, monitor, visible=visible)
             history["monitor_recon_error"].append(r)
-            pl = None if gaussian else float(np.mean(pseudo_likelihood(
-                params, monitor, fold_in(key, (1 << 30) + 1 + e)), dtype=np.float64))
+            pl = None if gaussian else float(np.mean(_to_host(pseudo_likelihood(
+                params, monitor, fold_in(key, (1 << 30) + 1 + e))), dtype=np.float64))
             history["monitor_pseudo_likelihood"].append(pl)
             msg += f" | monitor recon {r:.3f}" + ("" if pl is None else f" pseudo-LL {pl:.2f}")
             if bar is not None:
@@ -522,8 +626,9 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                 log(msg)
         if callback is not None:
             import copy
-            callback(e + 1, FitResult(copy.deepcopy(params), copy.deepcopy(opt_state),
-                                      None if chain is None else chain.copy(),
+            mine = copy.deepcopy if in_place else (lambda a: a)     # device: never in place
+            callback(e + 1, FitResult(mine(params), mine(opt_state),
+                                      None if chain is None else mine(chain),
                                       copy.deepcopy(history)))
     if bar is not None:
         bar.close()

@@ -10,6 +10,9 @@ arrays and never copy to the host.
     split(a, m)                   along the last axis: (..., m + n) -> (..., m), (..., n)
     first_outside(ids, lo, hi)    int64 (2,): the flat position of the first id outside
                                   [lo, hi) and that id, or (-1, 0) when all are inside
+    value_range(a)                float64 (3,): the smallest and largest value that is not
+                                  NaN (inf, -inf when there is none) and 1.0 if a holds a
+                                  NaN, else 0.0 (range checks of device data: 24 bytes back)
     sum_squares(arrays)           float64 (n,): each array's sum of squares
     scale_to_norm(arrays, sums, max_norm)
                                   the arrays scaled to global norm <= max_norm (gradient
@@ -19,8 +22,10 @@ Work to threads: grid-stride loops over the output elements (256-thread blocks, 
 threads on consecutive elements of the contiguous last axis, so loads and stores coalesce).
 ``first_outside``: each thread keeps the first bad position of its grid-stride elements, a
 shared-memory tree takes each block's minimum, one block then takes the minimum of the block
-minima: a fixed order, no atomics.  ``sum_squares`` reduces the same way (float64 per-thread
-sums over grid-stride elements, a tree per block, one block over the block sums).
+minima: a fixed order, no atomics.  ``value_range`` and ``sum_squares`` reduce the same way
+(per-thread minimum, maximum and NaN flag in float64, which holds every float32 and float64
+value exactly; float64 per-thread sums of squares), a tree per block, one block over the block
+results.
 """
 import math
 
@@ -191,6 +196,66 @@ def first_outside(ids, lo, hi):
     _first_outside_blocks[blocks, threads](flat, np.int64(lo), np.int64(hi), part)
     _first_outside_finish[1, THREADS](flat, part, out)
     return out
+
+
+@cuda.jit(device=True, inline=True)
+def _range_tree(red, lo, hi, nan, out, col):
+    """out[:, col] = (min of lo, max of hi, max of nan) over the block (every thread calls)."""
+    t = cuda.threadIdx.x
+    red[0, t] = lo
+    red[1, t] = hi
+    red[2, t] = nan
+    cuda.syncthreads()
+    h = THREADS // 2
+    while h > 0:
+        if t < h:
+            red[0, t] = min(red[0, t], red[0, t + h])
+            red[1, t] = max(red[1, t], red[1, t + h])
+            red[2, t] = max(red[2, t], red[2, t + h])
+        cuda.syncthreads()
+        h //= 2
+    if t == 0:
+        out[0, col] = red[0, 0]
+        out[1, col] = red[1, 0]
+        out[2, col] = red[2, 0]
+
+
+@cuda.jit
+def _range_blocks(a, part):
+    """part[:, block] = (min, max, NaN flag) of this block's grid-stride elements."""
+    red = cuda.shared.array((3, THREADS), float64)
+    lo, hi, nan = math.inf, -math.inf, 0.0
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        v = float64(a[i])
+        if math.isnan(v):
+            nan = 1.0
+        else:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    _range_tree(red, lo, hi, nan, part, cuda.blockIdx.x)
+
+
+@cuda.jit
+def _range_finish(part, out):
+    red = cuda.shared.array((3, THREADS), float64)
+    lo, hi, nan = math.inf, -math.inf, 0.0
+    for i in range(cuda.threadIdx.x, part.shape[1], THREADS):
+        lo = min(lo, part[0, i])
+        hi = max(hi, part[1, i])
+        nan = max(nan, part[2, i])
+    _range_tree(red, lo, hi, nan, out, 0)
+
+
+def value_range(a):
+    """float64 (3,) on the device: (min, max) of a's non-NaN values (inf, -inf if none) and
+    1.0 when a holds a NaN (else 0.0).  The caller reads the 24 bytes back."""
+    flat = _flat(a)
+    blocks, threads = grid_1d(max(flat.shape[0], 1))
+    part = empty((3, blocks), np.float64)
+    out = empty((3, 1), np.float64)
+    _range_blocks[blocks, threads](flat, part)
+    _range_finish[1, THREADS](part, out)
+    return out.reshape(3)
 
 
 @cuda.jit

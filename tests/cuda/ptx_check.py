@@ -103,6 +103,7 @@ def launch_all(dt):
         AR.mul(a(5), 0.5), AR.astype(ints(5), dt), AR.concat(a(2, 3, 4), a(2, 3, 2)), AR.split(a(2, 3, 6), 4),
         AR.full(3, 7, np.int64), AR.first_outside(ints(2, 3), 0, 5),
         AR.first_outside(ints(4, dt=np.int32), 0, 5),
+        AR.value_range(a(2, 3)),
         AR.scale_to_norm([a(3, 2), a(4)], AR.sum_squares([a(3, 2), a(4)]), 1.0)))
     run("dense", lambda: (
         D.dense_forward(a(3, 4), a(4, 5), a(5), 1),
@@ -120,7 +121,8 @@ def launch_all(dt):
         O.sgd_update(a(5), a(5), a(5), 0.1, 0.9, True, 0.1, 0.1),
         O.adam_update(a(5), a(5), a(5), a(5), 0.1, 0.9, 0.99, 1e-8, 1, 0.1, 0.1, 0.1),
         O.rmsprop_update(a(5), a(5), a(5), a(5), 0.1, 0.9, 1e-8, 0.5, 0.1, 0.1),
-        O.apply_update(a(5), a(5)), O.zeros((2, 3), dt), O.nonfinite_flag([a(5)])))
+        O.apply_update(a(5), a(5)), O.zeros((2, 3), dt), O.nonfinite_flag([a(5)]),
+        O.penalise(a(5), a(5), 0.1, 0.1)))
     run("conv", lambda: (
         C.conv2d_forward(a(2, 3, 5, 5), a(4, 3, 3, 3), a(4), 1, 1, 1, 1, 1, 1, 1, 5, 5, 1),
         C.conv2d_backward(a(2, 3, 5, 5), a(4, 3, 3, 3), a(2, 4, 5, 5), a(2, 4, 5, 5),
