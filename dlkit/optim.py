@@ -84,6 +84,35 @@ def _check_like(what, tree_, params, path=""):
                          f"got {got}")
 
 
+def _same_layout(params, trees):
+    """Fast path of the checks: every tree in ``trees`` has params' keys, shapes and dtypes
+    (one walk for all of them; _check_like explains a failure)."""
+    if isinstance(params, dict):
+        keys = params.keys()
+        return all(isinstance(t, dict) and t.keys() == keys for t in trees) and \
+            all(_same_layout(params[k], [t[k] for t in trees]) for k in keys)
+    shape, dtype = params.shape, params.dtype
+    return all((type(t) is np.ndarray or device.is_device_array(t)) and t.shape == shape
+               and t.dtype == dtype for t in trees)
+
+
+def _leaves(params, trees, out):
+    """Append (p, *tree_leaves) for each leaf of params, in the key order of params."""
+    if isinstance(params, dict):
+        for k in params:
+            _leaves(params[k], [t[k] for t in trees], out)
+    else:
+        out.append((params, *trees))
+    return out
+
+
+def _rebuild(params, it):
+    """A tree shaped as params whose leaves come, in order, from the iterator ``it``."""
+    if isinstance(params, dict):
+        return {k: _rebuild(params[k], it) for k in params}
+    return next(it)
+
+
 def _check_state(state, params, slots, name):
     if not isinstance(state, dict) or set(state) != {"step", *slots}:
         got = sorted(state) if isinstance(state, dict) else type(state).__name__
@@ -105,20 +134,22 @@ def _make(name, slots, kernel, hyper, lr):
         return state
 
     def run(grads, state, params, apply):
-        _check_like("grads", grads, params)
-        _check_state(state, params, slots, name)
+        if not (isinstance(state, dict) and len(state) == len(slots) + 1 and "step" in state
+                and all(s in state for s in slots)
+                and _same_layout(params, [grads, *(state[s] for s in slots)])):
+            _check_like("grads", grads, params)         # raises, naming the problem
+            _check_state(state, params, slots, name)
         step = int(state["step"])
         rate = float(schedule(step))
-
-        def leaf(p, g, *ss):
+        outs = []
+        for p, g, *ss in _leaves(params, [grads, *(state[s] for s in slots)], []):
             K = device.kernels("optim", p, g, *ss, what=name)
-            return kernel(K, g.reshape(-1), p.reshape(-1), *(a.reshape(-1) for a in ss), rate,
-                          step + 1, apply)
-        out = tree.map(leaf, params, grads, *(state[s] for s in slots))
-        new = {s: tree.map(lambda p, o, i=i: o[i].reshape(p.shape), params, out)
-               for i, s in enumerate(slots, 1)}
+            o = kernel(K, g.reshape(-1), p.reshape(-1), *(a.reshape(-1) for a in ss), rate,
+                       step + 1, apply)
+            outs.append([a.reshape(p.shape) for a in o])
+        new = {s: _rebuild(params, (o[i] for o in outs)) for i, s in enumerate(slots, 1)}
         new["step"] = np.array(step + 1, np.int64)
-        return tree.map(lambda p, o: o[0].reshape(p.shape), params, out), new
+        return _rebuild(params, (o[0] for o in outs)), new
 
     def update(grads, state, params):
         return run(grads, state, params, False)

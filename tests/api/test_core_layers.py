@@ -145,6 +145,26 @@ def test_optimizer_rejects_mismatched_grads(setup):
     del bad["fc1"]
     with pytest.raises(ValueError, match=r"missing \['fc1/W', 'fc1/b'\]"):
         opt.update(bad, state, params)
+    with pytest.raises(ValueError, match=r"missing \['fc1/W', 'fc1/b'\]"):
+        opt.step(bad, state, params)
+    _assert_unchanged(params, state, snap)
+
+
+def test_optimizer_rejects_bad_state(setup):
+    model, params, opt, state, x, y = setup
+    snap = _snapshot(params, state)
+    g = tree.map(np.ones_like, params)
+    wrong_dtype = {**state, "m": tree.map(lambda a: a.astype(np.float64), state["m"])}
+    no_step = {k: v for k, v in state.items() if k != "step"}
+    short_v = {**state, "v": {**state["v"], "fc2": {**state["v"]["fc2"],
+                                                     "b": state["v"]["fc2"]["b"][:3]}}}
+    for bad, msg in [(wrong_dtype, r"state\['m'\]\['fc1/W'\]: expected shape \(784, 32\) dtype "
+                                   r"float32, got \(784, 32\) float64"),
+                     (no_step, r"state must be a dict with keys \['m', 'step', 'v'\]"),
+                     (short_v, r"state\['v'\]\['fc2/b'\]: expected shape \(10,\)")]:
+        for fn in (opt.update, opt.step):
+            with pytest.raises(ValueError, match=msg):
+                fn(g, bad, params)
     _assert_unchanged(params, state, snap)
 
 
