@@ -31,8 +31,9 @@ GRAIN = 32768
 
 @njit(cache=True, error_model="numpy")
 def _n_chunks(n, grain):
-    """Chunks for n items of work: one per ``grain`` items, at most 16."""
-    return max(1, min(16, n // grain))
+    """Chunks for n items of work: one per ``grain / 4`` items (a call big enough to run in
+    parallel, n >= grain, gets at least 4), at most 16."""
+    return max(1, min(16, 4 * n // grain))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
