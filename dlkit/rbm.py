@@ -590,8 +590,11 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                                           fold_in(bkey, b), k, chain if persistent else None,
                                           sample_visible, gaussian)
                 grads = _decayed(grads, params, l2, l1)
-                updates, opt_state = opt.update(grads, opt_state, params)
-                params = optim.apply_updates(params, updates)
+                if getattr(opt, "step", None) is not None:   # update + apply in one pass
+                    params, opt_state = opt.step(grads, opt_state, params)
+                else:
+                    updates, opt_state = opt.update(grads, opt_state, params)
+                    params = optim.apply_updates(params, updates)
                 if not persistent:
                     err_sum += stats["recon_error"]
             if bar is not None:

@@ -20,6 +20,7 @@ from dlkit import layers as L  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import char_rnn  # noqa: E402
+import train_dbn  # noqa: E402
 import train_imdb  # noqa: E402
 import train_mnist  # noqa: E402
 
@@ -27,13 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from test_sequence_scripts import imdb_dir  # noqa: E402,F401  (the fixture)
 
 
-def _close_trees(a, b, rtol=1e-5):
+def _close_trees(a, b, rtol=1e-5, atol=0.0):
     fa, fb = tree.flatten(a), tree.flatten(b)
     assert fa.keys() == fb.keys()
     for k in fb:
         assert fa[k].dtype == fb[k].dtype and fa[k].shape == fb[k].shape, k
         scale = max(float(np.max(np.abs(fb[k]))), 1e-30) if fb[k].size else 1.0
-        np.testing.assert_allclose(fa[k], fb[k], rtol=rtol, atol=rtol * scale, err_msg=k)
+        np.testing.assert_allclose(fa[k], fb[k], rtol=rtol, atol=max(atol, rtol * scale),
+                                   err_msg=k)
 
 
 def _tiny_cnn(dataset="fashion-mnist"):
@@ -91,6 +93,38 @@ def test_char_rnn(tmp_path):
         char_rnn.main(["train", *small, "--device", dev, "--out", str(tmp_path / dev)])
         params[dev] = checkpoint.restore(tmp_path / dev / "checkpoints").params
     _close_trees(params["cuda"], params["cpu"])
+
+
+def test_train_dbn(tmp_path, monkeypatch):
+    """train_dbn.py --device cuda on 4x4 synthetic images (one 16-5 RBM: the simulator is
+    slow; tests/cuda/test_rbm_api.py pretrains two layers): pretraining, the probe,
+    fine-tuning and the samples on the device end with the CPU run's histories, accuracies and
+    pretrained RBM."""
+    rng = np.random.default_rng(1)
+    fake = ((rng.integers(0, 256, (12, 4, 4), dtype=np.uint8), rng.integers(0, 10, 12)),
+            (rng.integers(0, 256, (4, 4, 4), dtype=np.uint8), rng.integers(0, 10, 4)))
+    monkeypatch.setattr(data, "load_mnist", lambda *a, **k: fake)
+    runs, stacks = {}, {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / dev
+        train_dbn.main(["--device", dev, "--sizes", "16", "5", "--pretrain-epochs", "1",
+                        "--batch-size", "6", "--finetune-epochs", "1",
+                        "--finetune-batch-size", "6", "--probe", "--probe-epochs", "1",
+                        "--gibbs-steps", "2", "--val-fraction", "0", "--out", str(out),
+                        "--quiet"])
+        runs[dev] = json.loads((out / "history.json").read_text())
+        stacks[dev] = checkpoint.restore(out / "pretrain").params
+        assert (out / "samples.png").exists() and (out / "filters.png").exists()
+    # the hidden bias's step is a small difference of probabilities (~1e-4 after one step
+    # from std 0.01 weights): float32 rounding of its terms, ~lr * 1e-7, sets the tolerance
+    _close_trees(stacks["cuda"], stacks["cpu"], atol=1e-7)
+    for h, w in zip(runs["cuda"]["pretrain_histories"], runs["cpu"]["pretrain_histories"]):
+        for k in ("recon_error", "monitor_recon_error", "monitor_pseudo_likelihood"):
+            np.testing.assert_allclose(h[k], w[k], rtol=1e-5, err_msg=k)
+    np.testing.assert_allclose(runs["cuda"]["finetune_history"]["loss"],
+                               runs["cpu"]["finetune_history"]["loss"], rtol=1e-5)
+    for k in ("test_accuracy", "probe_test_accuracy"):
+        assert runs["cuda"][k] == runs["cpu"][k], k
 
 
 def test_clear_error_without_cuda(monkeypatch, tmp_path):
