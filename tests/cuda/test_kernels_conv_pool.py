@@ -205,7 +205,7 @@ def test_cnn_step_matches_cpu_without_host_copies(rng, transfers):
               "fc": L.Dense(classes).init(random.key(3), (F * 9,))[1]}
     opt = optim.adam(1e-2)
     batches = [(rng.standard_normal((N, C, H, W)).astype(F32), rng.integers(0, classes, N))
-               for _ in range(2)]
+               for _ in range(1)]       # two steps through the layers: test_layers.py
     want, state = params, opt.init(params)
     want_loss = []
     for x, y in batches:

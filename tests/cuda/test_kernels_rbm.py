@@ -67,7 +67,7 @@ def test_rbm_cd(rng, transfers, case):
 
 @pytest.mark.parametrize("gaussian", [False, True])
 def test_conditionals_gibbs_free_energy(rng, transfers, gaussian):
-    N, V, H, steps = 5, 7, 66, 2
+    N, V, H, steps = 5, 7, 9, 2     # 70 hidden units (two 64-wide tiles): CD_CASES[1]
     v, W, b, c = model(rng, N, V, H, gaussian)
     h = (rng.random((N, H)) < 0.5).astype(F32)
     uh = rng.random((steps, N, H)).astype(F32)
