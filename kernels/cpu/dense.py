@@ -8,10 +8,18 @@ GEMM's epilogue (and its derivative into the backward's prologue):
     ACT_SIGMOID = 2 y = 1 / (1 + e^-z)    dy/dz = y (1 - y)
     ACT_TANH = 3    y = tanh z            dy/dz = 1 - y^2
 
-The products are BLAS GEMMs (``_blas.gemm``, on strided views: no transposed copies), one
-row block per ``prange`` iteration: the rows of y and dx, and the rows of dW (input features,
-as x[:, c0:c1].T @ g).  Blocks are large (at least 64 rows of y, 256 of dW): BLAS repacks the
-shared operand for every block, so 2 blocks of 64 rows beat 4 of 32 on 2 threads by a quarter.
+The products are BLAS GEMMs (``_blas.gemm`` on strided views: no transposed copies), cut into
+a few large tasks, one per ``prange`` iteration.  BLAS packs (copies into its own layout) the
+operands of every call, so tasks are cut where the least is packed twice (measured on 2 cores
+at x[128, 784] @ W[784, 128]):
+
+* forward, small batches (N <= 128): the inner dimension is split, each task multiplies
+  x[:, c0:c1] @ W[c0:c1] into its own partial, and the epilogue sums the partials in order
+  (10% faster than 2 row blocks, which both pack all of W); larger batches: row blocks of y;
+* backward with dx: dx = g W^T and dW = x^T g are separate tasks (row blocks of each when
+  large), so each is one big GEMM on its own thread (12% faster than row blocks of each);
+* backward without dx: row blocks of dW (input features).
+
 Block counts depend only on the shapes, so results do not depend on the thread count.  Below
 ``GRAIN`` multiply-adds a call runs serially (``_parallel.parallel_above``).
 """
@@ -61,14 +69,32 @@ def _activation_grad(y, act, one):
 @parallel_above(GRAIN, size=lambda x, W, *_: x.shape[0] * W.size)
 def dense_forward(x, W, b, act):
     """y = act(x @ W + b).  x (N, I), W (I, O), b (O,) C-contiguous -> y (N, O)."""
-    N, O = x.shape[0], W.shape[1]
+    N, I = x.shape
+    O = W.shape[1]
     y = np.empty((N, O), dtype=x.dtype)
     one = x.dtype.type(1)
-    nb = _n_blocks(N, 64)
-    for k in prange(nb):
-        r0, r1 = k * N // nb, (k + 1) * N // nb
-        gemm(x[r0:r1], W, y[r0:r1], False, False, 1.0, 0.0)
-        for n in range(r0, r1):
+    kb = _n_blocks(I, 256) if N <= 128 else 1          # inner-dimension blocks
+    nb = _n_blocks(N, 64) if kb == 1 else 1             # row blocks
+    parts = np.empty((kb if kb > 1 else 0, N, O), dtype=x.dtype)
+    for k in prange(kb * nb):
+        if kb > 1:
+            c0, c1 = k * I // kb, (k + 1) * I // kb
+            gemm(x[:, c0:c1], W[c0:c1], parts[k], False, False, 1.0, 0.0)
+        else:
+            r0, r1 = k * N // nb, (k + 1) * N // nb
+            gemm(x[r0:r1], W, y[r0:r1], False, False, 1.0, 0.0)
+            for n in range(r0, r1):
+                for j in range(O):
+                    y[n, j] = _activate(y[n, j] + b[j], act, one)
+    if kb > 1:                                           # partials summed in order
+        for n in range(N):
+            for j in range(O):
+                y[n, j] = parts[0, n, j] + parts[1, n, j]
+        for k in range(2, kb):
+            for n in range(N):
+                for j in range(O):
+                    y[n, j] += parts[k, n, j]
+        for n in range(N):
             for j in range(O):
                 y[n, j] = _activate(y[n, j] + b[j], act, one)
     return y
@@ -84,21 +110,23 @@ def dense_backward(x, W, y, dy, act, need_dx):
     N, I = x.shape
     O = W.shape[1]
     g = np.empty((N, O), dtype=x.dtype)      # dL/dz, z the pre-activation
-    dx = np.empty((N if need_dx else 0, I), dtype=x.dtype)
     one = x.dtype.type(1)
     nb = _n_blocks(N, 64)
     for k in prange(nb):
-        r0, r1 = k * N // nb, (k + 1) * N // nb
-        for n in range(r0, r1):
+        for n in range(k * N // nb, (k + 1) * N // nb):
             for j in range(O):
                 g[n, j] = dy[n, j] * _activation_grad(y[n, j], act, one)
-        if need_dx:
-            gemm(g[r0:r1], W, dx[r0:r1], False, True, 1.0, 0.0)      # dx = g W^T
+    dx = np.empty((N if need_dx else 0, I), dtype=x.dtype)
     dW = np.empty((I, O), dtype=x.dtype)
-    nbi = _n_blocks(I, 256)
-    for k in prange(nbi):
-        c0, c1 = k * I // nbi, (k + 1) * I // nbi
-        gemm(x[:, c0:c1], g, dW[c0:c1], True, False, 1.0, 0.0)       # dW = x^T g
+    nbx = _n_blocks(N, 128) if need_dx else 0          # row blocks of dx
+    nbw = _n_blocks(I, 512 if need_dx else 256)        # row blocks of dW
+    for k in prange(nbx + nbw):
+        if k < nbx:
+            r0, r1 = k * N // nbx, (k + 1) * N // nbx
+            gemm(g[r0:r1], W, dx[r0:r1], False, True, 1.0, 0.0)    # dx = g W^T
+        else:
+            c0, c1 = (k - nbx) * I // nbw, (k - nbx + 1) * I // nbw
+            gemm(x[:, c0:c1], g, dW[c0:c1], True, False, 1.0, 0.0)  # dW = x^T g
     db = np.zeros(O, dtype=x.dtype)
     for n in range(N):
         for j in range(O):
