@@ -20,12 +20,12 @@ from numba import njit, prange
 from ._parallel import parallel_above
 
 GRAIN = 65536       # below this many elements an update runs serially
-CHUNK = 8192        # elements a parallel iteration updates (at least)
+_CHUNK = 8192       # elements a parallel iteration updates (at least)
 
 
 @njit(cache=True, error_model="numpy")
 def _n_chunks(n):
-    return max(1, min(16, n // CHUNK))
+    return max(1, min(16, n // _CHUNK))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
