@@ -20,8 +20,7 @@ def first_step():
     x = np.zeros((128, 28, 28), np.uint8)
     loss, _, grads = nn.value_and_grad(model, losses.softmax_cross_entropy)(
         params, prepare(x), np.zeros(128, np.int64), key=random.key(1))
-    updates, state = opt.update(grads, state, params)
-    optim.apply_updates(params, updates)
+    opt.step(grads, state, params)              # what train.fit runs
 
 
 if __name__ == "__main__":
