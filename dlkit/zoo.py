@@ -3,8 +3,10 @@
 
 ``model`` is a Layer (``nn.serial``); ``prepare(x_uint8)`` turns a batch of raw uint8 images
 (N, 28, 28) into the model's float32 input, whose per-example shape is ``in_shape``.
-``DEFAULT_LR[name]`` is the Adam learning rate train_mnist.py starts from (decayed by a cosine
-schedule over the run).
+``DEFAULT_LR[name]`` and ``DEFAULT_BATCH[name]`` are train_mnist.py's defaults: the Adam learning
+rate it starts from (decayed by a cosine schedule over the run) and the batch size.  The CNN,
+5 epochs on Fashion-MNIST (seed 0): 90.16% at batch 128 / 1e-3, 90.48% at 128 / 2e-3,
+91.08% at 64 / 1e-3, 91.38% at 64 / 2e-3.
 """
 import numpy as np
 
@@ -79,4 +81,5 @@ def cnn_deep(dataset="fashion-mnist"):
 
 
 MODELS = {"mlp": mlp, "lstm": lstm, "cnn": cnn, "cnn-deep": cnn_deep}
-DEFAULT_LR = {"mlp": 2e-3, "lstm": 1e-3, "cnn": 1e-3, "cnn-deep": 1e-3}
+DEFAULT_LR = {"mlp": 2e-3, "lstm": 1e-3, "cnn": 2e-3, "cnn-deep": 1e-3}
+DEFAULT_BATCH = {"mlp": 128, "lstm": 128, "cnn": 64, "cnn-deep": 128}

@@ -23,10 +23,11 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "kmnist"])
     p.add_argument("--model", default="mlp", choices=sorted(MODELS))
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: the model's, dlkit.zoo.DEFAULT_BATCH (cnn 64, others 128)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate (default: the model's, dlkit.zoo.DEFAULT_LR: "
-                        "mlp 2e-3, others 1e-3)")
+                        "mlp and cnn 2e-3, others 1e-3)")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                    help="learning-rate schedule over the whole run (default cosine decay to 0)")
     p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
@@ -55,7 +56,7 @@ def main(argv=None):
 
     import dlkit
     from dlkit import data, metrics, optim, random, train, tree
-    from dlkit.zoo import DEFAULT_LR, MODELS
+    from dlkit.zoo import DEFAULT_BATCH, DEFAULT_LR, MODELS
 
     out = Path(args.out or args.resume or f"runs/{args.dataset}-{args.model}")
     try:
@@ -78,6 +79,8 @@ def main(argv=None):
             sys.exit(f"error: {e}")
         params = device.to_device(params)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.model]
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH[args.model]
     total_steps = args.epochs * data.n_batches(len(xtr), args.batch_size)
     opt = optim.get(args.optimizer, optim.cosine(lr, total_steps) if args.schedule == "cosine"
                     else lr)

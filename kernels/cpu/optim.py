@@ -2,7 +2,9 @@
 
 Each returns the *update* u (to be added to the params, optax-style) and the new state arrays;
 with ``apply=True`` it returns p + u, the new params, in place of u (one pass instead of two,
-bit-identical to adding u afterwards).  Nothing is modified in place.  g is dL/dp.  Penalties are folded into the gradient first:
+bit-identical to adding u afterwards).  Nothing is modified in place.  Subnormal numbers are
+flushed to zero inside the kernels (``_fpenv``): Adam's first moment of a weight whose gradient
+stays 0 decays into subnormals within ~800 steps, which made the update 10x slower.  g is dL/dp.  Penalties are folded into the gradient first:
 
     g' = g + l2 * p + l1 * sign(p)            (classic L2 weight decay and L1 penalty)
 
@@ -17,6 +19,7 @@ bit-identical to adding u afterwards).  Nothing is modified in place.  g is dL/d
 import numpy as np
 from numba import njit, prange
 
+from ._fpenv import ftz_enter, ftz_exit
 from ._parallel import parallel_above
 
 GRAIN = 65536       # below this many elements an update runs serially
@@ -50,6 +53,7 @@ def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1, apply=False):
     u, v2 = np.empty_like(g), np.empty_like(v)
     nc = _n_chunks(n)
     for c in prange(nc):
+        old = ftz_enter()           # subnormal moments read and written as 0 (_fpenv)
         lo, hi = _span(c, n, nc)
         for i in range(lo, hi):
             gi = _penalised(g[i], p[i], l2_, l1_)
@@ -57,6 +61,7 @@ def sgd_update(g, p, v, lr, momentum, nesterov, l2, l1, apply=False):
             v2[i] = vi
             ui = -lr_ * (gi + mu * vi) if nesterov else -lr_ * vi
             u[i] = p[i] + ui if apply else ui
+        ftz_exit(old)
     return u, v2
 
 
@@ -72,6 +77,7 @@ def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1, apply=False):
     u, m2, v2 = np.empty_like(g), np.empty_like(m), np.empty_like(v)
     nc = _n_chunks(n)
     for c in prange(nc):
+        old = ftz_enter()           # subnormal moments read and written as 0 (_fpenv)
         lo, hi = _span(c, n, nc)
         for i in range(lo, hi):
             gi = _penalised(g[i], p[i], l2_, l1_)
@@ -80,6 +86,7 @@ def adam_update(g, p, m, v, lr, b1, b2, eps, step, wd, l2, l1, apply=False):
             m2[i], v2[i] = mi, vi
             ui = -lr_ * (mi * c1 / (np.sqrt(vi * c2) + eps_) + wd_ * p[i])
             u[i] = p[i] + ui if apply else ui
+        ftz_exit(old)
     return u, m2, v2
 
 
@@ -93,6 +100,7 @@ def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1, apply=False):
     u, s2, b2 = np.empty_like(g), np.empty_like(s), np.empty_like(b)
     nc = _n_chunks(n)
     for c in prange(nc):
+        old = ftz_enter()           # subnormal moments read and written as 0 (_fpenv)
         lo, hi = _span(c, n, nc)
         for i in range(lo, hi):
             gi = _penalised(g[i], p[i], l2_, l1_)
@@ -100,4 +108,5 @@ def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1, apply=False):
             bi = mu * b[i] + gi / (np.sqrt(si) + eps_)
             s2[i], b2[i] = si, bi
             u[i] = p[i] - lr_ * bi if apply else -lr_ * bi
+        ftz_exit(old)
     return u, s2, b2

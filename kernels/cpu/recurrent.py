@@ -60,66 +60,22 @@ power of two; Cephes' tanhf polynomial near 0), within 2 ulp-ish of libm; LLVM t
 gate loops into AVX code.  float64 (gradient checks) uses libm.
 
 Denormals: every parallel iteration sets FTZ|DAZ in its thread's MXCSR on entry and restores
-the caller's value on exit (x86; elsewhere a no-op).  Gradients that decay through hundreds of
+the caller's value on exit (``_fpenv``; x86, elsewhere a no-op).  Gradients that decay through hundreds of
 steps (dc *= f) and tiny gate derivatives otherwise produce subnormal floats whose every
 operation costs ~100 cycles (PyTorch's remedy is ``torch.set_flush_denormal(True)``).  The
 caller's own floating-point state is untouched.
 """
-import platform
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._blas import gemm
+from ._fpenv import ftz_enter as _ftz_enter
+from ._fpenv import ftz_exit as _ftz_exit
 from ._parallel import parallel_above
 
 ACT_TANH, ACT_RELU = 0, 1
-
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-_FTZ_DAZ = 0x8040
-
-
-# ------------------------------------------------------------------ floating-point environment
-def _mxcsr_fns(builder):
-    fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
-    st = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr")
-    ld = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr")
-    return st, ld
-
-
-@intrinsic
-def _ftz_enter(typingctx):
-    """Set flush-to-zero and denormals-are-zero; return the previous MXCSR (0 off x86)."""
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        if not _X86:
-            return ir.Constant(i32, 0)
-        slot = cgutils.alloca_once(builder, i32)
-        ptr = builder.bitcast(slot, ir.IntType(8).as_pointer())
-        st, ld = _mxcsr_fns(builder)
-        builder.call(st, [ptr])
-        old = builder.load(slot)
-        builder.store(builder.or_(old, ir.Constant(i32, _FTZ_DAZ)), slot)
-        builder.call(ld, [ptr])
-        return old
-    return types.uint32(), codegen
-
-
-@intrinsic
-def _ftz_exit(typingctx, old):
-    """Restore the MXCSR value returned by _ftz_enter."""
-    def codegen(context, builder, signature, args):
-        if _X86:
-            slot = cgutils.alloca_once(builder, ir.IntType(32))
-            builder.store(args[0], slot)
-            _, ld = _mxcsr_fns(builder)
-            builder.call(ld, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
-        return context.get_dummy_value()
-    return types.none(types.uint32), codegen
-
 
 # ------------------------------------------------------------------ vectorisable float32 math
 # error_model="numpy": float division without Python's zero check (which blocks vectorising);
