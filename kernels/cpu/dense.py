@@ -75,11 +75,11 @@ def dense_forward(x, W, b, act):
     one = x.dtype.type(1)
     kb = _n_blocks(I, 256) if N <= 128 else 1          # inner-dimension blocks
     nb = _n_blocks(N, 64) if kb == 1 else 1             # row blocks
-    parts = np.empty((kb if kb > 1 else 0, N, O), dtype=x.dtype)
+    parts = np.empty((kb - 1, N, O), dtype=x.dtype)     # partials 1.. (partial 0 goes to y)
     for k in prange(kb * nb):
         if kb > 1:
             c0, c1 = k * I // kb, (k + 1) * I // kb
-            gemm(x[:, c0:c1], W[c0:c1], parts[k], False, False, 1.0, 0.0)
+            gemm(x[:, c0:c1], W[c0:c1], y if k == 0 else parts[k - 1], False, False, 1.0, 0.0)
         else:
             r0, r1 = k * N // nb, (k + 1) * N // nb
             gemm(x[r0:r1], W, y[r0:r1], False, False, 1.0, 0.0)
@@ -87,16 +87,13 @@ def dense_forward(x, W, b, act):
                 for j in range(O):
                     y[n, j] = _activate(y[n, j] + b[j], act, one)
     if kb > 1:                                           # partials summed in order
-        for n in range(N):
-            for j in range(O):
-                y[n, j] = parts[0, n, j] + parts[1, n, j]
-        for k in range(2, kb):
+        for k in range(kb - 2):
             for n in range(N):
                 for j in range(O):
                     y[n, j] += parts[k, n, j]
         for n in range(N):
             for j in range(O):
-                y[n, j] = _activate(y[n, j] + b[j], act, one)
+                y[n, j] = _activate(y[n, j] + parts[kb - 2, n, j] + b[j], act, one)
     return y
 
 
@@ -109,17 +106,20 @@ def dense_backward(x, W, y, dy, act, need_dx):
     """
     N, I = x.shape
     O = W.shape[1]
-    g = np.empty((N, O), dtype=x.dtype)      # dL/dz, z the pre-activation
-    one = x.dtype.type(1)
-    nb = _n_blocks(N, 64)
-    for k in prange(nb):
-        for n in range(k * N // nb, (k + 1) * N // nb):
-            for j in range(O):
-                g[n, j] = dy[n, j] * _activation_grad(y[n, j], act, one)
+    g = dy                                   # dL/dz, z the pre-activation (= dy if linear)
+    if act != ACT_NONE:
+        g = np.empty((N, O), dtype=x.dtype)
+        one = x.dtype.type(1)
+        nb = _n_blocks(N, 64)
+        for k in prange(nb):
+            for n in range(k * N // nb, (k + 1) * N // nb):
+                for j in range(O):
+                    g[n, j] = dy[n, j] * _activation_grad(y[n, j], act, one)
     dx = np.empty((N if need_dx else 0, I), dtype=x.dtype)
     dW = np.empty((I, O), dtype=x.dtype)
     nbx = _n_blocks(N, 128) if need_dx else 0          # row blocks of dx
     nbw = _n_blocks(I, 512 if need_dx else 256)        # row blocks of dW
+    db = np.zeros(O, dtype=x.dtype)
     for k in prange(nbx + nbw):
         if k < nbx:
             r0, r1 = k * N // nbx, (k + 1) * N // nbx
@@ -127,8 +127,8 @@ def dense_backward(x, W, y, dy, act, need_dx):
         else:
             c0, c1 = (k - nbx) * I // nbw, (k - nbx + 1) * I // nbw
             gemm(x[:, c0:c1], g, dW[c0:c1], True, False, 1.0, 0.0)  # dW = x^T g
-    db = np.zeros(O, dtype=x.dtype)
-    for n in range(N):
-        for j in range(O):
-            db[j] += g[n, j]
+            if k == nbx:                                            # db = sum of g's rows
+                for n in range(N):
+                    for j in range(O):
+                        db[j] += g[n, j]
     return dx, dW, db
