@@ -124,6 +124,6 @@ def fetch(name, filename, *, urls=(), sha256=None, md5=None, size=None, data_dir
     raise DataNotFoundError(
         f"cannot find the data file {name}/{filename}.\nSearched:\n  {searched}\n"
         f"Problems:\n  {why}\nProvide it by setting DLKIT_DATA to a folder holding {name}/"
-        f"{filename} (e.g. the repository's ../shared/data), by passing --data-dir, or "
+        f"{filename}, by passing --data-dir, or "
         f"by placing it in {cache_dir() / name}; on Debian, `apt-get install dataset-{name}` "
         f"installs some data sets under {SYSTEM_DIR}.")

@@ -243,8 +243,8 @@ def find_imdb(data_dir=None, download_ok=True, progress=True):
         "cannot find the IMDb reviews (aclImdb/ or aclImdb_v1.tar.gz).\nSearched:\n  "
         + "\n  ".join(searched) + "\nProblems:\n  "
         + ("\n  ".join(problems) or "no copy found and no download attempted")
-        + "\nSet DLKIT_DATA to a folder holding aclImdb.tar.gz (e.g. the repository's "
-        "../shared/data), pass data_dir, or put the archive in " + str(cache_dir() / "imdb"))
+        + "\nSet DLKIT_DATA to a folder holding aclImdb.tar.gz, pass data_dir, or put the "
+        "archive in " + str(cache_dir() / "imdb"))
 
 
 def load_imdb(data_dir=None, download_ok=True, progress=True):
