@@ -139,6 +139,37 @@ def split(a, m):
     return lo, hi
 
 
+@cuda.jit(device=True, inline=True)
+def _tree_sum(acc, v):
+    """The sum of every thread's v over the block, through the shared array acc (THREADS,),
+    in a fixed order; every thread of the block calls it and gets the sum."""
+    t = cuda.threadIdx.x
+    acc[t] = v
+    cuda.syncthreads()
+    h = THREADS // 2
+    while h > 0:
+        if t < h:
+            acc[t] += acc[t + h]
+        cuda.syncthreads()
+        h //= 2
+    return acc[0]
+
+
+@cuda.jit(device=True, inline=True)
+def _tree_min(acc, v):
+    """The minimum of every thread's v over the block (as _tree_sum)."""
+    t = cuda.threadIdx.x
+    acc[t] = v
+    cuda.syncthreads()
+    h = THREADS // 2
+    while h > 0:
+        if t < h:
+            acc[t] = min(acc[t], acc[t + h])
+        cuda.syncthreads()
+        h //= 2
+    return acc[0]
+
+
 @cuda.jit
 def _first_outside_blocks(ids, lo, hi, part):
     """part[block] = the smallest position i of this block's elements with ids[i] outside
@@ -151,16 +182,9 @@ def _first_outside_blocks(ids, lo, hi, part):
         v = int64(ids[i])
         if f == n and (v < lo or v >= hi):
             f = i
-    best[t] = f
-    cuda.syncthreads()
-    h = THREADS // 2
-    while h > 0:
-        if t < h:
-            best[t] = min(best[t], best[t + h])
-        cuda.syncthreads()
-        h //= 2
+    f = _tree_min(best, f)
     if t == 0:
-        part[cuda.blockIdx.x] = best[0]
+        part[cuda.blockIdx.x] = f
 
 
 @cuda.jit
@@ -171,18 +195,11 @@ def _first_outside_finish(ids, part, out):
     f = n
     for i in range(t, part.shape[0], THREADS):
         f = min(f, part[i])
-    best[t] = f
-    cuda.syncthreads()
-    h = THREADS // 2
-    while h > 0:
-        if t < h:
-            best[t] = min(best[t], best[t + h])
-        cuda.syncthreads()
-        h //= 2
+    f = _tree_min(best, f)
     if t == 0:
-        if best[0] < n:
-            out[0] = best[0]
-            out[1] = int64(ids[best[0]])
+        if f < n:
+            out[0] = f
+            out[1] = int64(ids[f])
         else:
             out[0] = -1
             out[1] = 0
@@ -267,16 +284,9 @@ def _sumsq_blocks(a, part):
     for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
         v = float64(a[i])
         s += v * v
-    acc[t] = s
-    cuda.syncthreads()
-    h = THREADS // 2
-    while h > 0:
-        if t < h:
-            acc[t] += acc[t + h]
-        cuda.syncthreads()
-        h //= 2
+    s = _tree_sum(acc, s)
     if t == 0:
-        part[cuda.blockIdx.x] = acc[0]
+        part[cuda.blockIdx.x] = s
 
 
 @cuda.jit
@@ -287,16 +297,9 @@ def _sum_into(part, out, k):
     s = 0.0
     for i in range(t, part.shape[0], THREADS):
         s += part[i]
-    acc[t] = s
-    cuda.syncthreads()
-    h = THREADS // 2
-    while h > 0:
-        if t < h:
-            acc[t] += acc[t + h]
-        cuda.syncthreads()
-        h //= 2
+    s = _tree_sum(acc, s)
     if t == 0:
-        out[k] = acc[0]
+        out[k] = s
 
 
 def sum_squares(arrays):
