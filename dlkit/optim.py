@@ -134,8 +134,7 @@ def _make(name, slots, kernel, hyper, lr):
         return state
 
     def run(grads, state, params, apply):
-        if not (isinstance(state, dict) and len(state) == len(slots) + 1 and "step" in state
-                and all(s in state for s in slots)
+        if not (isinstance(state, dict) and state.keys() == {"step", *slots}
                 and _same_layout(params, [grads, *(state[s] for s in slots)])):
             _check_like("grads", grads, params)         # raises, naming the problem
             _check_state(state, params, slots, name)

@@ -15,6 +15,8 @@ per step); ``generator`` seeds PCG64 through SeedSequence.
 """
 import numpy as np
 
+from kernels.cpu.activations import dropout_mask
+
 _SPLIT, _FOLD = 0x5B17, 0xF01D
 
 
@@ -76,7 +78,6 @@ def keep_mask(key, shape, rate):
     _check(key)
     if not 0 <= rate < 1:
         raise ValueError(f"keep_mask: rate must be in [0, 1), got {rate!r}")
-    from kernels.cpu.activations import dropout_mask
     n = int(np.prod(shape, dtype=np.int64))
     seed = np.uint64((int(key[0]) << 32) | int(key[1]))
     return dropout_mask(seed, n, np.uint64(round(rate * 2**32))).reshape(shape)

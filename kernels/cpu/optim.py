@@ -4,7 +4,8 @@ Each returns the *update* u (to be added to the params, optax-style) and the new
 with ``apply=True`` it returns p + u, the new params, in place of u (one pass instead of two,
 bit-identical to adding u afterwards).  Nothing is modified in place.  Subnormal numbers are
 flushed to zero inside the kernels (``_fpenv``): Adam's first moment of a weight whose gradient
-stays 0 decays into subnormals within ~800 steps, which made the update 10x slower.  g is dL/dp.  Penalties are folded into the gradient first:
+stays 0 decays into subnormals within ~800 steps, which made the update 10x slower.
+g is dL/dp.  Penalties are folded into the gradient first:
 
     g' = g + l2 * p + l1 * sign(p)            (classic L2 weight decay and L1 penalty)
 
@@ -107,6 +108,7 @@ def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1, apply=False):
             si = rho_ * s[i] + omr * gi * gi
             bi = mu * b[i] + gi / (np.sqrt(si) + eps_)
             s2[i], b2[i] = si, bi
-            u[i] = p[i] - lr_ * bi if apply else -lr_ * bi
+            ui = -lr_ * bi
+            u[i] = p[i] + ui if apply else ui
         ftz_exit(old)
     return u, s2, b2

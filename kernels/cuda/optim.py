@@ -84,7 +84,8 @@ def _rmsprop(g, p, s, b, u, s2, b2, lr, rho, omr, eps, mu, l2, l1, one, apply):
         bi = mu * b[i] + gi / (math.sqrt(si) + eps)
         s2[i] = si
         b2[i] = bi
-        u[i] = p[i] - lr * bi if apply else -lr * bi
+        ui = -lr * bi
+        u[i] = p[i] + ui if apply else ui
 
 
 def rmsprop_update(g, p, s, b, lr, rho, eps, momentum, l2, l1, apply=False):
