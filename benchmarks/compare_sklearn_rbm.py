@@ -145,6 +145,8 @@ def timing(args):
     sk = min((best[n] for n in names if n.startswith("sklearn")), default=None)
     print(f"\nOne epoch, 60000 x 784 -> {N_HIDDEN} hidden, batch {BATCH}, float32, "
           f"{args.threads} threads; best of {args.rounds} rounds x {args.epochs} epochs")
+    from benchmarks.compare_torch import blas_kernels   # (load() put the repo on sys.path)
+    print(blas_kernels())
     print(f"{'contender':<16} {'description':<48} {'s/epoch':>8} {'vs sklearn':>10}")
     for n in names:
         ratio = f"{best[n] / sk:10.2f}" if sk else ""

@@ -91,6 +91,20 @@ def run_worker(name, framework, setting, threads):
     return json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
 
 
+def blas_kernels():
+    """Which kernels scipy's and numpy's OpenBLAS run here (threadpoolctl), and any
+    OPENBLAS_CORETYPE that forces them: dlkit's GEMMs, and scikit-learn's, depend on it (on an
+    AVX-512 CPU the AVX2 "Haswell" kernels run float32 GEMMs about 1.8x slower than "SkylakeX")."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's OpenBLAS, the one Numba calls)
+    from threadpoolctl import threadpool_info
+    libs = ", ".join(f"{Path(d['filepath']).parent.name.split('.')[0]} OpenBLAS {d['version']} "
+                     f"{d['architecture']}" for d in threadpool_info()
+                     if d["internal_api"] == "openblas")
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return f"BLAS kernels: {libs or 'no OpenBLAS'}" + (
+        f" (forced by OPENBLAS_CORETYPE={forced})" if forced else "")
+
+
 def fmt(s):
     return f"{s * 1e3:9.3f} ms" if s < 1 else f"{s:9.3f} s "
 
@@ -116,7 +130,8 @@ def main(argv=None):
     if any(c.needs_data for c in cases.values()) and not os.environ.get("DLKIT_DATA"):
         print("note: cases that need data look in $DLKIT_DATA, ~/.cache/dlkit, "
               "/usr/share/datasets")
-    print(f"dlkit vs PyTorch, {a.threads} threads, best of {a.rounds} alternating rounds\n")
+    print(f"dlkit vs PyTorch, {a.threads} threads, best of {a.rounds} alternating rounds")
+    print(blas_kernels() + "; PyTorch: its own MKL/oneDNN\n")
     print(f"{'case':28s} {'dlkit':>12s} {'torch best':>12s}  {'ratio':>6s}  torch setting "
           "(all settings)")
     results = {}
