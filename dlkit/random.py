@@ -12,10 +12,12 @@ per step); ``generator`` seeds PCG64 through SeedSequence.
     generator(key)       -> numpy.random.Generator (PCG64)
     keep_mask(key, shape, rate) -> uint8 0/1 array, P(1) = 1 - rate (dropout masks; a Numba
                             kernel, 7x faster than drawing floats from ``generator``)
+    uniform(key, shape, dtype=float32) -> floats in [0, 1) (the same SplitMix64 kernel family,
+                            parallel; what the RBM's Gibbs samplers consume)
 """
 import numpy as np
 
-from kernels.cpu.activations import dropout_mask
+from kernels.cpu.activations import dropout_mask, uniform as _uniform
 
 _SPLIT, _FOLD = 0x5B17, 0xF01D
 
@@ -79,5 +81,22 @@ def keep_mask(key, shape, rate):
     if not 0 <= rate < 1:
         raise ValueError(f"keep_mask: rate must be in [0, 1), got {rate!r}")
     n = int(np.prod(shape, dtype=np.int64))
-    seed = np.uint64((int(key[0]) << 32) | int(key[1]))
-    return dropout_mask(seed, n, np.uint64(round(rate * 2**32))).reshape(shape)
+    return dropout_mask(_seed(key), n, np.uint64(round(rate * 2**32))).reshape(shape)
+
+
+def uniform(key, shape, dtype=np.float32):
+    """An array of ``shape`` and ``dtype`` (float32 or float64) of uniforms in [0, 1): the
+    SplitMix64 stream seeded by ``key`` (kernels.cpu.activations.uniform; 24 random bits in a
+    float32, 53 in a float64)."""
+    _check(key)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"uniform: dtype must be float32 or float64, got {dtype}")
+    out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype)
+    _uniform(_seed(key), out)
+    return out.reshape(shape)
+
+
+def _seed(key):
+    """The uint64 that seeds a key's SplitMix64 stream."""
+    return np.uint64((int(key[0]) << 32) | int(key[1]))

@@ -8,8 +8,9 @@ one loop.  ``act`` codes:
     TANH = 3        y = tanh x                        dx = dy (1 - y^2)
     LEAKY_RELU = 4  y = x if x > 0 else alpha x       dx = dy (1 if x > 0 else alpha)
 
-``dropout_mask`` draws dropout's keep mask from the caller's key: the SplitMix64 stream (the
-mixer dlkit.random derives keys with), one output per element, in parallel.
+``dropout_mask`` draws dropout's keep mask, and ``uniform`` uniform floats, from the caller's
+key: the SplitMix64 stream (the mixer dlkit.random derives keys with), one output per element,
+in parallel.
 
 Softmax kernels take x (N, C) and work on each row: softmax(x)_j = e^(x_j - m) / sum_k e^(x_k - m)
 with m the row max (stable); log_softmax(x)_j = x_j - m - log sum_k e^(x_k - m).
@@ -154,20 +155,42 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S27, _S30, _S31, _S32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _splitmix(seed, i):
+    """Output i (uint64, from 0) of the SplitMix64 stream started at ``seed``: a function of
+    (seed, i) alone, so a stream cut into chunks like any other loop does not depend on the
+    thread count."""
+    z = seed + (i + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
 @parallel_above(GRAIN, size=lambda seed, n, threshold: n)
 def dropout_mask(seed, n, threshold):
     """keep (n,) uint8: keep[i] = 1 if the top 32 bits of the i-th output of the SplitMix64
     stream started at ``seed`` (uint64) are >= ``threshold`` (uint64, round(rate * 2^32)),
-    so P(keep) = 1 - rate.  Each output is a function of (seed, i) alone: the stream is cut
-    into chunks like any other loop and the mask does not depend on the thread count."""
+    so P(keep) = 1 - rate."""
     keep = np.empty(n, np.uint8)
     nc = _n_chunks(n, GRAIN)
     for c in prange(nc):
         lo, hi = _span(c, n, nc)
         for i in range(lo, hi):
-            z = seed + (i + np.uint64(1)) * _GOLDEN
-            z = (z ^ (z >> _S30)) * _MIX1
-            z = (z ^ (z >> _S27)) * _MIX2
-            z = z ^ (z >> _S31)
-            keep[i] = (z >> _S32) >= threshold
+            keep[i] = (_splitmix(seed, i) >> _S32) >= threshold
     return keep
+
+
+@parallel_above(GRAIN, size=lambda seed, out: out.shape[0])
+def uniform(seed, out):
+    """out (n,) float32 or float64 <- uniforms in [0, 1) from the SplitMix64 stream started at
+    ``seed``: out[i] = (top 24 bits of output i) 2^-24, or the top 53 bits 2^-53 for float64
+    (every value exactly representable, never 1)."""
+    n = out.shape[0]
+    nc = _n_chunks(n, GRAIN)
+    f = out.dtype.type
+    shift = np.uint64(40 if out.itemsize == 4 else 11)
+    scale = f(2.0 ** -24 if out.itemsize == 4 else 2.0 ** -53)
+    for c in prange(nc):
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
+            out[i] = f(_splitmix(seed, i) >> shift) * scale

@@ -105,6 +105,32 @@ def test_dropout_mask_is_splitmix64(n):
     np.testing.assert_array_equal(got, want.astype(np.uint8))
 
 
+@pytest.mark.parametrize("n", [1, 37, 40_000])          # serial and parallel builds
+@pytest.mark.parametrize("dtype, bits", [(np.float32, 24), (np.float64, 53)])
+def test_uniform_is_splitmix64(n, dtype, bits):
+    seed = 0x0123456789ABCDEF
+    want = (splitmix_reference(seed, n) >> np.uint64(64 - bits)).astype(np.float64) * 2.0 ** -bits
+    out = np.full(n, np.nan, dtype)
+    K.uniform(np.uint64(seed), out)
+    np.testing.assert_array_equal(out, want.astype(dtype))     # exact: every value representable
+
+
+def test_uniform_statistics_and_range():
+    for dtype in (np.float32, np.float64):
+        u = random.uniform(random.key(5), (400, 500), dtype)
+        assert u.dtype == dtype and u.shape == (400, 500)
+        assert 0 <= u.min() and u.max() < 1
+        assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / u.size)
+        assert abs(u.var() - 1 / 12) < 0.002
+        flat = u.ravel().astype(np.float64)
+        assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.01
+    assert np.array_equal(random.uniform(random.key(5), (7,)), random.uniform(random.key(5), (7,)))
+    assert not np.array_equal(random.uniform(random.key(5), (7,)),
+                              random.uniform(random.key(6), (7,)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        random.uniform(random.key(5), (3,), np.int32)
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.9])
 def test_keep_mask_statistics(rate):
     n = 200_000
