@@ -28,8 +28,8 @@ Three algorithms, each a forward/backward pair; ``conv2d_forward`` / ``conv2d_ba
 one per shape (``conv2d_algorithm``), and each can be called directly:
 
 * ``direct`` (stride 1 only): loops over the taps on "wide" planes (below), each tap one long
-  vectorised multiply-add (a 3x3 filter on one channel: all nine taps in one pass, written
-  straight into y).  Used when one group's receptive field is small
+  vectorised multiply-add (a 3x3 filter on one channel: all nine taps in one pass, and its
+  nine weight-gradient sums in one pass).  Used when one group's receptive field is small
   (``C_in/groups * KH * KW <= DIRECT_MAX_K``, e.g. a first layer on one input channel or a
   depthwise convolution), where a GEMM would have a tiny inner dimension.  Forward and dx are
   parallel over (sample, channel) planes, dW and db over output channels (each computes its own
@@ -137,7 +137,8 @@ def _activation_grad(y, act, one):
 # of length L = (OH-1)*Wp + OW over that row length (the Wp-OW entries past each output row are
 # junk and never copied out).  Tap (kh, kw) then reads the input plane at the flat offset
 # kh*dh*Wp + kw*dw, so every tap is one long, contiguous, vectorisable loop instead of OH short
-# rows.  Taps are applied three at a time (one pass over the accumulator per three taps).  This
+# rows.  Taps are applied three at a time (one pass over the accumulator per three taps; nine
+# for a 3x3 filter on one channel, _taps9_plane / _taps9_dots).  This
 # needs stride 1; strided convolutions go to im2col.
 
 
@@ -210,30 +211,66 @@ def _taps_dots(g, src, base, stride, Cg, KH, KW, dh, dw, Wp, out):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _taps9_rows(yf, q, src, base, w, bv, dh, dw, Wp, OH, OW, act):
-    """One output plane of a 3x3 single-channel filter, written row by row straight into
-    yf[q + oh*OW + ow] = act(bv + sum of the 9 taps): every tap in one pass, no accumulator."""
+def _taps9_plane(yf, q, src, base, w, bv, dh, dw, Wp, OH, OW, act, wide):
+    """One output plane of a 3x3 single-channel filter: all nine taps in one pass over the
+    wide plane (``wide``: scratch of (OH - 1)*Wp + OW), then its rows copied into
+    yf[q + oh*OW + ow] through the activation.  One long loop vectorises fully; row by row
+    (OW = 26 here) a third of every row ran in the scalar remainder (0.75 -> 0.43 ms for
+    (128, 1, 28, 28) -> 32 channels)."""
     w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
     one = bv * 0 + 1
-    z = bv * 0
     d1 = U(dw)
     d2 = d1 + d1
+    r0 = U(base)
+    r1 = r0 + U(dh * Wp)
+    r2 = r1 + U(dh * Wp)
+    for i in range(U(wide.shape[0])):
+        wide[i] = (bv + w0 * src[r0 + i] + w1 * src[r0 + d1 + i] + w2 * src[r0 + d2 + i]
+                   + w3 * src[r1 + i] + w4 * src[r1 + d1 + i] + w5 * src[r1 + d2 + i]
+                   + w6 * src[r2 + i] + w7 * src[r2 + d1 + i] + w8 * src[r2 + d2 + i])
     uOW = U(OW)
     for oh in range(OH):
-        r0 = U(base + oh * Wp)
-        r1 = r0 + U(dh * Wp)
-        r2 = r1 + U(dh * Wp)
         o = q + U(oh * OW)
-        for i in range(uOW):
-            yf[o + i] = (bv + w0 * src[r0 + i] + w1 * src[r0 + d1 + i] + w2 * src[r0 + d2 + i]
-                         + w3 * src[r1 + i] + w4 * src[r1 + d1 + i] + w5 * src[r1 + d2 + i]
-                         + w6 * src[r2 + i] + w7 * src[r2 + d1 + i] + w8 * src[r2 + d2 + i])
-        if act == ACT_RELU:
+        s = U(oh * Wp)
+        if act == ACT_NONE:
             for i in range(uOW):
-                yf[o + i] = max(yf[o + i], z)
-        elif act != ACT_NONE:
+                yf[o + i] = wide[s + i]
+        else:
             for i in range(uOW):
-                yf[o + i] = _activate(yf[o + i], act, one)
+                yf[o + i] = _activate(wide[s + i], act, one)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _taps9_dots(g, src, base, dh, dw, Wp, out):
+    """_taps_dots for a 3x3 filter on one channel: the nine weight-gradient sums in one pass
+    over g (three passes of three re-read g twice as often)."""
+    d1 = U(dw)
+    d2 = d1 + d1
+    r0 = U(base)
+    r1 = r0 + U(dh * Wp)
+    r2 = r1 + U(dh * Wp)
+    z = g.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = z
+    for i in range(U(g.shape[0])):              # pure reductions: see _FM
+        gi = g[i]
+        s0 += gi * src[r0 + i]
+        s1 += gi * src[r0 + d1 + i]
+        s2 += gi * src[r0 + d2 + i]
+        s3 += gi * src[r1 + i]
+        s4 += gi * src[r1 + d1 + i]
+        s5 += gi * src[r1 + d2 + i]
+        s6 += gi * src[r2 + i]
+        s7 += gi * src[r2 + d1 + i]
+        s8 += gi * src[r2 + d2 + i]
+    out[0] += s0
+    out[1] += s1
+    out[2] += s2
+    out[3] += s3
+    out[4] += s4
+    out[5] += s5
+    out[6] += s6
+    out[7] += s7
+    out[8] += s8
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -296,12 +333,12 @@ def conv2d_forward_direct(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
         else:
             _pad_planes(x, n, grp * Cg, Cg, pt, pl, Hn, Wn, pad)
             src, base = pad, 0
+        acc = np.empty(L, dtype=x.dtype)
         if KH == 3 and KW == 3 and Cg == 1:
             for co in range(co0, co1):
-                _taps9_rows(yf, U((n * Cout + co) * OH * OW), src, base, Wf[co], b[co], dh, dw,
-                            Wp, OH, OW, act)
+                _taps9_plane(yf, U((n * Cout + co) * OH * OW), src, base, Wf[co], b[co], dh, dw,
+                             Wp, OH, OW, act, acc)
             continue
-        acc = np.empty(L, dtype=x.dtype)
         for co in range(co0, co1):
             bv = b[co]
             for i in range(L):
@@ -368,14 +405,18 @@ def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
             dwr[t] = z
         pad = np.empty(0 if view else Cg * Hn * Wn, dtype=x.dtype)
         gw = np.empty(L, dtype=x.dtype)
+        nine = KH == 3 and KW == 3 and Cg == 1
         for n in range(N):
             tb += _wide_grad(dy, y, n, co, act, Wp, 0, gw)
             if view:
-                _taps_dots(gw, xflat, (n * C + c0) * H * Wd, Hp * Wp, Cg, KH, KW, dh, dw, Wp,
-                           dwr)
+                src, base = xflat, (n * C + c0) * H * Wd
             else:
                 _pad_planes(x, n, c0, Cg, pt, pl, Hn, Wn, pad)
-                _taps_dots(gw, pad, 0, Hp * Wp, Cg, KH, KW, dh, dw, Wp, dwr)
+                src, base = pad, 0
+            if nine:
+                _taps9_dots(gw, src, base, dh, dw, Wp, dwr)
+            else:
+                _taps_dots(gw, src, base, Hp * Wp, Cg, KH, KW, dh, dw, Wp, dwr)
         db[co] = tb
     return dWf.reshape(Cout, Cg, KH, KW), db
 
