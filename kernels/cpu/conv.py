@@ -354,15 +354,14 @@ def conv2d_forward_direct(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act):
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _wide_grad(dy, y, n, co, act, Wp, M, gw):
-    """gw[M + oh*Wp + ow] = dy[n, co, oh, ow] * act'(y[n, co, oh, ow]); zeros elsewhere in gw
-    (y is not read without an activation).  Returns the sum of the gradient over the plane
-    (the sample's share of db[co])."""
+    """gw[M + oh*Wp + ow] = dy[n, co, oh, ow] * act'(y[n, co, oh, ow]) (y is not read without
+    an activation); the rest of gw is left as it is: the caller zeroes gw once and every call
+    rewrites the same entries.  Returns the sum of the gradient over the plane (the sample's
+    share of db[co])."""
     Cout, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
     dyf, yf = dy.reshape(-1), y.reshape(-1)
     z = dy.dtype.type(0)
     one = dy.dtype.type(1)
-    for i in range(gw.shape[0]):
-        gw[i] = z
     uOW = U(OW)
     for oh in range(OH):
         d = U(M + oh * Wp)
@@ -404,7 +403,7 @@ def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
         for t in range(K):
             dwr[t] = z
         pad = np.empty(0 if view else Cg * Hn * Wn, dtype=x.dtype)
-        gw = np.empty(L, dtype=x.dtype)
+        gw = np.zeros(L, dtype=x.dtype)
         nine = KH == 3 and KW == 3 and Cg == 1
         for n in range(N):
             tb += _wide_grad(dy, y, n, co, act, Wp, 0, gw)
@@ -452,7 +451,7 @@ def _direct_dx(y, dy, W, H, Wd, sh, sw, pt, pl, dh, dw, groups, act):
         acc = np.empty(Lx, dtype=dy.dtype)
         for i in range(Lx):
             acc[i] = z
-        gw = np.empty(M + Lx, dtype=dy.dtype)
+        gw = np.zeros(M + Lx, dtype=dy.dtype)
         for co in range(grp * cout_g, (grp + 1) * cout_g):
             _wide_grad(dy, y, n, co, act, Wp, M, gw)
             # acc[j] += sum_t W[co,ci,kh,kw] * gw[M + j - kh*dh*Wp - kw*dw]; with flipped
