@@ -54,6 +54,8 @@ results are bit-identical from run to run and across thread counts.
 import numpy as np
 from numba import njit, prange
 
+from ._blas import gemm
+
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH = 0, 1, 2, 3
 ALGO_DIRECT, ALGO_IM2COL, ALGO_WINOGRAD = 0, 1, 2
 ALGORITHMS = {"direct": ALGO_DIRECT, "im2col": ALGO_IM2COL, "winograd": ALGO_WINOGRAD}
@@ -705,7 +707,8 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
 #   gradient are zero).
 #   dW follows from the same bilinear form (transposition principle):
 #   dW = G^T [ sum_tiles (A g A^T) * (B^T d B) ] G, with g the 2x2 gradient tile: 16 GEMMs of
-#   (C_out, tiles) @ (tiles, C_in) per batch chunk, partials summed in chunk order.
+#   (C_out, tiles) @ (tiles, C_in) per batch chunk, each accumulated into the chunk's partial
+#   by BLAS (beta = 1), partials summed in chunk order.
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -945,7 +948,6 @@ def _wino_dw_db(x, g, pt, pl):
         n0, n1 = k * N // nc, (k + 1) * N // nc
         V = np.empty(16 * C * spc * per, dtype=x.dtype)
         Gt = np.empty(16 * Cout * spc * per, dtype=x.dtype)
-        tmp = np.empty((Cout, C), dtype=x.dtype)
         plane = np.empty((2 * TH + 2) * (2 * TW + 2), dtype=x.dtype)
         pk = part[k]
         for e in range(16):
@@ -967,12 +969,8 @@ def _wino_dw_db(x, g, pt, pl):
                         s += gf[o + i]
                     partb[k, co] += s
             for e in range(16):
-                np.dot(Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc),
-                       V[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc).T, tmp)
-                pe = pk[e]
-                for co in range(Cout):
-                    for ci in range(C):
-                        pe[co, ci] += tmp[co, ci]
+                gemm(Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc),
+                     V[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc), pk[e], False, True, 1.0, 1.0)
     dW = np.empty((Cout, C, 3, 3), dtype=x.dtype)
     db = np.empty(Cout, dtype=x.dtype)
     h = x.dtype.type(0.5)
