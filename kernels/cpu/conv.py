@@ -736,16 +736,18 @@ def _wino_weights(W):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc):
+def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc, tiles_last):
     """V[xi*4 + nu, c, t0 + th*TW + tw] = (B^T d B)[xi, nu] for every channel c of sample n,
     d the 4x4 input tile at rows 2*th - pt ..., columns 2*tw - pl ... (zero outside x).
     ``plane`` is scratch for one zero-padded plane (2*TH + 2, 2*TW + 2); V is flat
-    (16, C, Tc)."""
+    (16, C, Tc), or (16, Tc, C) without ``tiles_last`` (what dW's GEMMs want: BLAS packs a
+    transposed operand of this shape much slower)."""
     H, Wd = x.shape[2], x.shape[3]
     Hp, Wp = 2 * TH + 2, 2 * TW + 2
     z = x.dtype.type(0)
     xf = x.reshape(-1)
     V2 = V[:16 * C * Tc].reshape(16, C * Tc)
+    cs, ts = (U(Tc), _1) if tiles_last else (_1, U(C))      # strides of a channel, a tile
     r0, r1 = min(max(pt, 0), Hp), min(max(pt + H, 0), Hp)     # padded rows holding input
     q0, q1 = min(max(pl, 0), Wp), min(max(pl + Wd, 0), Wp)
     for c in range(C):
@@ -761,7 +763,7 @@ def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc):
             b = a + U(Wp)
             e = b + U(Wp)
             f = e + U(Wp)
-            o = U(c * Tc + t0 + th * TW)
+            o = U(c) * cs + U(t0 + th * TW) * ts
             for tw in range(U(TW)):
                 j = _2 * tw
                 # rows of B^T d: (d0 - d2, d1 + d2, d2 - d1, d1 - d3), per column
@@ -781,7 +783,7 @@ def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc):
                 y1 = plane[b + j + _1] - plane[f + j + _1]
                 y2 = plane[b + j + _2] - plane[f + j + _2]
                 y3 = plane[b + j + _3] - plane[f + j + _3]
-                p = o + tw
+                p = o + tw * ts
                 V2[0, p] = u0 - u2
                 V2[1, p] = u1 + u2
                 V2[2, p] = u2 - u1
@@ -821,7 +823,7 @@ def _wino_forward(x, U_, b, pt, pl, OH, OW, act):
         Mb = np.empty(16 * Cout * Tc, dtype=x.dtype)
         plane = np.empty((2 * TH + 2) * (2 * TW + 2), dtype=x.dtype)
         for n in range(n0, n1):
-            _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - n0) * per, Tc)
+            _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - n0) * per, Tc, True)
         for e in range(16):
             np.dot(U_[e], V[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc),
                    Mb[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc))
@@ -960,7 +962,7 @@ def _wino_dw_db(x, g, pt, pl):
             ms = min(n1, s0 + spc) - s0
             Tc = ms * per
             for n in range(s0, s0 + ms):
-                _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - s0) * per, Tc)
+                _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - s0) * per, Tc, False)
                 _wino_grad_tiles(g, n, Cout, TH, TW, Gt, (n - s0) * per, Tc)
                 for co in range(Cout):
                     o = U((n * Cout + co) * OH * OW)
@@ -969,8 +971,9 @@ def _wino_dw_db(x, g, pt, pl):
                         s += gf[o + i]
                     partb[k, co] += s
             for e in range(16):
-                gemm(Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc),
-                     V[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc), pk[e], False, True, 1.0, 1.0)
+                gemm(Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc),      # pk_e +=
+                     V[e * C * Tc:(e + 1) * C * Tc].reshape(Tc, C), pk[e], False, False,  # Gt_e V_e
+                     1.0, 1.0)
     dW = np.empty((Cout, C, 3, 3), dtype=x.dtype)
     db = np.empty(Cout, dtype=x.dtype)
     h = x.dtype.type(0.5)
