@@ -35,8 +35,9 @@ one per shape (``conv2d_algorithm``), and each can be called directly:
   parallel over (sample, channel) planes, dW and db over output channels (each computes its own
   dW[co] over the whole batch, in sample order).
 * ``winograd`` (3x3, stride 1, dilation 1, one group): F(2x2, 3x3), 16 BLAS GEMMs per batch
-  chunk on transformed tiles, 2.25x fewer multiplies than im2col; dx is the same algorithm on
-  the gradient with the kernel flipped, dW its transpose (see the section below).  Used for
+  chunk on transformed tiles, 2.25x fewer multiplies than im2col; the backward transforms the
+  gradient tiles once for both dW and dx, each the transpose of the forward (see the section
+  below).  Used for
   3x3 stride-1 layers with at least 8 input and output channels.
 * ``im2col`` (everything else: strides, dilation, groups, any kernel): per (sample, group),
   unfold the receptive fields into a column matrix (C_in/groups*KH*KW, OH*OW) and do one BLAS
@@ -702,13 +703,12 @@ def conv2d_backward_im2col(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, nee
 # become 16 independent GEMMs (one per position xi, nu of the 4x4 transformed tile) of
 # (C_out, C_in) @ (C_in, tiles): 2.25x fewer multiplies than im2col.  Tiles are taken from a
 # zero-padded copy of each input plane, so there are no bounds checks in the transforms.
-#   dx is the same forward algorithm on the output gradient with the kernel flipped and its
-#   channel axes swapped (offsets 2 - pt, 2 - pl, which may be negative: reads outside the
-#   gradient are zero).
-#   dW follows from the same bilinear form (transposition principle):
-#   dW = G^T [ sum_tiles (A g A^T) * (B^T d B) ] G, with g the 2x2 gradient tile: 16 GEMMs of
-#   (C_out, tiles) @ (tiles, C_in) per batch chunk, each accumulated into the chunk's partial
-#   by BLAS (beta = 1), partials summed in chunk order.
+#   The backward follows from the same bilinear form (transposition principle), with
+#   Gt = A g A^T the transformed 2x2 gradient tile, computed once per batch chunk for both:
+#   dW = G^T [ sum_tiles Gt * (B^T d B) ] G: 16 GEMMs of (C_out, tiles) @ (tiles, C_in) per
+#   chunk, each accumulated into the chunk's partial by BLAS (beta = 1), partials summed in
+#   chunk order;  dx: 16 GEMMs U_e^T @ Gt_e give dL/d(B^T d B) per tile, and B (.) B^T of each
+#   tile, overlapping tiles summed, is dL/dd (_wino_input_grad).
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -805,7 +805,7 @@ def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc, tiles_last):
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def _wino_forward(x, U_, b, pt, pl, OH, OW, act):
     """y (N, C_out, OH, OW) = act(conv3x3(x, W) + b) from U = _wino_weights(W); pt, pl are
-    the input offsets (the padding; may be negative)."""
+    the padding on the top and on the left."""
     N, C = x.shape[0], x.shape[1]
     Cout = U_.shape[1]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
@@ -929,28 +929,96 @@ def _wino_grad_tiles(g, n, Cout, TH, TW, Gt, t0, Tc):
                 G2[15, p] = -s7
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _wino_input_grad(Mx, n, C, pt, pl, TH, TW, Z, Ze, dx, t0, Tc):
+    """dx[n] from Mx flat (16, C, Tc), the gradient of every transformed input tile
+    (Mx[xi*4 + nu, c, t0 + th*TW + tw] = dL/dV[xi, nu]).  The adjoint of _wino_input: each
+    tile's B M B^T is added into the padded plane at (2*th, 2*tw), overlapping tiles summed, and
+    the interior is dx.  B on one axis maps (m0, m1, m2, m3) to (m0, m1 - m2 + m3,
+    m1 + m2 - m0, -m3), and a tile's last two outputs overlap the next tile's first two.
+    Per channel, in two passes: the columns (nu) of all the sample's tiles in one loop, into
+    Z (4 [xi], TH + 2, 2*TW) (padded columns 0 .. 2*TW - 1) and Ze (4, TH + 2, 2) (columns
+    2*TW, 2*TW + 1), tile row th at row th + 1; then every row of dx from the rows (xi) of Z of
+    its tile row and the one above.  Z's and Ze's first and last rows stay zero (scratch set
+    up by the caller), so the top and bottom rows need no special case.  Assumes the bottom
+    and right padding are not negative (2*TH + 2 >= pt + H, 2*TW + 2 >= pl + W)."""
+    H, Wd = dx.shape[2], dx.shape[3]
+    dxf = dx.reshape(-1)
+    per, tw_, CT = U(TH * TW), U(TW), U(C * Tc)
+    zs, es = U((TH + 2) * 2 * TW), U((TH + 2) * 2)         # strides of xi in Z and Ze
+    jz = U(max(0, min(Wd, 2 * TW - pl)))                    # columns of dx that Z holds
+    for c in range(C):
+        for xi in range(4):                                 # pass 1: columns
+            m0 = U(4 * xi) * CT + U(c * Tc + t0)            # Mx[xi*4 + nu, c] at m0 + nu*CT
+            m1 = m0 + CT
+            m2 = m1 + CT
+            m3 = m2 + CT
+            zo = U(xi) * zs + U(2 * TW)
+            eo = U(xi) * es + _2
+            for u in range(_1, per):        # tile u and its left neighbour u - 1 (wrong at
+                d = zo + _2 * u             # the start of a row: redone below)
+                Z[d] = Mx[m0 + u] - Mx[m0 + u - _1] + Mx[m1 + u - _1] + Mx[m2 + u - _1]
+                Z[d + _1] = Mx[m1 + u] - Mx[m2 + u] + Mx[m3 + u] - Mx[m3 + u - _1]
+            for th in range(U(TH)):
+                u = th * tw_                                # first tile of a row: no left
+                d = zo + _2 * u
+                Z[d] = Mx[m0 + u]
+                Z[d + _1] = Mx[m1 + u] - Mx[m2 + u] + Mx[m3 + u]
+                u += tw_ - _1                               # last tile: its right two columns
+                Ze[eo + _2 * th] = Mx[m1 + u] + Mx[m2 + u] - Mx[m0 + u]
+                Ze[eo + _2 * th + _1] = -Mx[m3 + u]
+        for i in range(H):                                  # pass 2: rows
+            r = pt + i
+            q = U(((n * C + c) * H + i) * Wd)
+            a = U((r // 2 + 1) * 2 * TW + pl)               # Z row of tile row r // 2 ...
+            b = a - U(2 * TW)                               # ... and of the one above
+            ea = U((r // 2 + 1) * 2 + pl - 2 * TW)          # Ze, for the columns past jz
+            eb = ea - _2
+            if r % 2 == 0:                                  # m0 here; m1 + m2 - m0 above
+                for j in range(jz):
+                    dxf[q + j] = Z[a + j] + Z[zs + b + j] + Z[_2 * zs + b + j] - Z[b + j]
+                for j in range(jz, U(Wd)):
+                    dxf[q + j] = Ze[ea + j] + Ze[es + eb + j] + Ze[_2 * es + eb + j] - Ze[eb + j]
+            else:                                           # m1 - m2 + m3 here; -m3 above
+                for j in range(jz):
+                    dxf[q + j] = (Z[zs + a + j] - Z[_2 * zs + a + j] + Z[_3 * zs + a + j]
+                                  - Z[_3 * zs + b + j])
+                for j in range(jz, U(Wd)):
+                    dxf[q + j] = (Ze[es + ea + j] - Ze[_2 * es + ea + j] + Ze[_3 * es + ea + j]
+                                  - Ze[_3 * es + eb + j])
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
-def _wino_dw_db(x, g, pt, pl):
-    """dW (C_out, C_in, 3, 3) and db (C_out,) from g = dL/d(pre-activation) (N, C_out, OH, OW):
-    per batch chunk, 16 GEMMs of the transformed gradient and input tiles into the chunk's own
-    partial; partials summed in chunk order, then transformed back (G^T M G)."""
-    N, C = x.shape[0], x.shape[1]
+def _wino_backward(x, g, Ut, pt, pl, need_dx):
+    """dx (N, C_in, H, W) (or (0, ...) without ``need_dx``), dW (C_out, C_in, 3, 3) and db
+    (C_out,) from g = dL/d(pre-activation) (N, C_out, OH, OW) and Ut (16, C_in, C_out), the
+    transformed weights with their channel axes swapped.  Per batch chunk the gradient tiles
+    are transformed once (A g A^T) and serve both: 16 GEMMs with the transformed input tiles
+    into the chunk's dW partial, and 16 GEMMs Ut_e @ Gt_e giving the gradient of the transformed
+    input tiles, turned into dx by _wino_input_grad.  Partials summed in chunk order, then
+    transformed back (G^T M G)."""
+    N, C, H, Wd = x.shape
     Cout, OH, OW = g.shape[1], g.shape[2], g.shape[3]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
     per = TH * TW
     nc = max(1, min(N, 16))
     while nc > 1 and nc * 16 * Cout * C > _PARTIALS_BUDGET:
         nc -= 1
-    spc = max(1, min((N + nc - 1) // nc, _TILES_BUDGET // max(1, 16 * (C + Cout) * per)))
+    spc = max(1, min((N + nc - 1) // nc,
+                     _TILES_BUDGET // max(1, 16 * (2 * C + Cout if need_dx else C + Cout) * per)))
     part = np.empty((nc, 16, Cout, C), dtype=x.dtype)
     partb = np.empty((nc, Cout), dtype=x.dtype)
+    dx = np.empty((N if need_dx else 0, C, H, Wd), dtype=x.dtype)
     z = x.dtype.type(0)
     gf = g.reshape(-1)
     for k in prange(nc):
         n0, n1 = k * N // nc, (k + 1) * N // nc
         V = np.empty(16 * C * spc * per, dtype=x.dtype)
         Gt = np.empty(16 * Cout * spc * per, dtype=x.dtype)
+        Mx = np.empty(16 * C * spc * per if need_dx else 0, dtype=x.dtype)
         plane = np.empty((2 * TH + 2) * (2 * TW + 2), dtype=x.dtype)
+        Z = np.zeros(4 * (TH + 2) * 2 * TW, dtype=x.dtype)
+        Ze = np.zeros(4 * (TH + 2) * 2, dtype=x.dtype)
         pk = part[k]
         for e in range(16):
             for co in range(Cout):
@@ -971,9 +1039,14 @@ def _wino_dw_db(x, g, pt, pl):
                         s += gf[o + i]
                     partb[k, co] += s
             for e in range(16):
-                gemm(Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc),      # pk_e +=
-                     V[e * C * Tc:(e + 1) * C * Tc].reshape(Tc, C), pk[e], False, False,  # Gt_e V_e
-                     1.0, 1.0)
+                Gte = Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc)
+                gemm(Gte, V[e * C * Tc:(e + 1) * C * Tc].reshape(Tc, C), pk[e], False, False,
+                     1.0, 1.0)                                  # pk_e += Gt_e V_e
+                if need_dx:
+                    np.dot(Ut[e], Gte, Mx[e * C * Tc:(e + 1) * C * Tc].reshape(C, Tc))
+            if need_dx:
+                for n in range(s0, s0 + ms):
+                    _wino_input_grad(Mx, n, C, pt, pl, TH, TW, Z, Ze, dx, (n - s0) * per, Tc)
     dW = np.empty((Cout, C, 3, 3), dtype=x.dtype)
     db = np.empty(Cout, dtype=x.dtype)
     h = x.dtype.type(0.5)
@@ -1000,7 +1073,7 @@ def _wino_dw_db(x, g, pt, pl):
         for k in range(1, nc):
             s += partb[k, co]
         db[co] = s
-    return dW, db
+    return dx, dW, db
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
@@ -1018,32 +1091,12 @@ def _grad_pre_activation(y, dy, act):
     return g
 
 
-@njit(cache=True, error_model="numpy")
-def _flip_swap(W):
-    """W' (C_in, C_out, 3, 3) with W'[ci, co, kh, kw] = W[co, ci, 2 - kh, 2 - kw]."""
-    Cout, Cin = W.shape[0], W.shape[1]
-    Wf = np.empty((Cin, Cout, 3, 3), dtype=W.dtype)
-    for co in range(Cout):
-        for ci in range(Cin):
-            for kh in range(3):
-                for kw in range(3):
-                    Wf[ci, co, kh, kw] = W[co, ci, 2 - kh, 2 - kw]
-    return Wf
-
-
 def conv2d_backward_winograd(x, W, y, dy, sh, sw, pt, pl, dh, dw, groups, act, need_dx):
     """Gradients of conv2d_forward_winograd: (dx, dW, db); dx is (0, C, H, W) when
     ``need_dx`` is False.  y is the forward output (used for the activation's derivative)."""
     g = dy if act == ACT_NONE else _grad_pre_activation(y, dy, act)
-    dW, db = _wino_dw_db(x, g, pt, pl)
-    N, C, H, Wd = x.shape
-    if need_dx:
-        zero = np.zeros(C, dtype=x.dtype)
-        dx = _wino_forward(g, _wino_weights(_flip_swap(W)), zero, 2 - pt, 2 - pl, H, Wd,
-                           ACT_NONE)
-    else:
-        dx = np.empty((0, C, H, Wd), dtype=x.dtype)
-    return dx, dW, db
+    Ut = np.ascontiguousarray(_wino_weights(W).transpose(0, 2, 1))
+    return _wino_backward(x, g, Ut, pt, pl, need_dx)
 
 
 # ------------------------------------------------------------------------------ dispatchers
