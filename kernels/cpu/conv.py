@@ -886,47 +886,73 @@ def conv2d_forward_winograd(x, W, b, sh, sw, pt, pl, dh, dw, groups, OH, OW, act
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _wino_grad_tiles(g, n, Cout, TH, TW, Gt, t0, Tc):
-    """Gt[xi*4 + nu, co, t0 + th*TW + tw] = (A g A^T)[xi, nu] for the 2x2 gradient tile at
-    (2*th, 2*tw) of g[n, co] (zero past the edge); Gt flat (16, C_out, Tc)."""
+def _wino_grad_tiles(g, n, Cout, TH, TW, K, t0, Tc):
+    """K[j, co, t0 + th*TW + tw] = value j (row-major) of the 2x2 gradient tile at (2*th, 2*tw)
+    of g[n, co] (zero past the edge); K flat (4, C_out, Tc).  _wino_grad_transform turns a
+    whole chunk's K into A g A^T."""
     OH, OW = g.shape[2], g.shape[3]
     gf = g.reshape(-1)
     z = g.dtype.type(0)
-    G2 = Gt[:16 * Cout * Tc].reshape(16, Cout * Tc)
+    CT = U(Cout * Tc)
+    TWf = U(OW // 2)                            # tiles with two columns
     for co in range(Cout):
         for th in range(TH):
-            o = U(co * Tc + t0 + th * TW)
-            r0 = U(((n * Cout + co) * OH + 2 * th) * OW)
-            two_rows = 2 * th + 1 < OH
-            for tw in range(U(TW)):
-                q = r0 + _2 * tw
-                two_cols = 2 * tw + 1 < OW
-                a = gf[q]
-                b = gf[q + _1] if two_cols else z
-                c = gf[q + U(OW)] if two_rows else z
-                d = gf[q + U(OW) + _1] if (two_rows and two_cols) else z
-                # A g: rows (g0, g0 + g1, g0 - g1, -g1); then the same on columns
-                s0, s1 = a, b
-                s2, s3 = a + c, b + d
-                s4, s5 = a - c, b - d
-                s6, s7 = -c, -d
-                p = o + tw
-                G2[0, p] = s0
-                G2[1, p] = s0 + s1
-                G2[2, p] = s0 - s1
-                G2[3, p] = -s1
-                G2[4, p] = s2
-                G2[5, p] = s2 + s3
-                G2[6, p] = s2 - s3
-                G2[7, p] = -s3
-                G2[8, p] = s4
-                G2[9, p] = s4 + s5
-                G2[10, p] = s4 - s5
-                G2[11, p] = -s5
-                G2[12, p] = s6
-                G2[13, p] = s6 + s7
-                G2[14, p] = s6 - s7
-                G2[15, p] = -s7
+            q = U(((n * Cout + co) * OH + 2 * th) * OW)
+            k = U(co * Tc + t0 + th * TW)
+            if 2 * th + 1 < OH:
+                for tw in range(TWf):
+                    K[k + tw] = gf[q + _2 * tw]
+                    K[CT + k + tw] = gf[q + _2 * tw + _1]
+                    K[_2 * CT + k + tw] = gf[q + U(OW) + _2 * tw]
+                    K[_3 * CT + k + tw] = gf[q + U(OW) + _2 * tw + _1]
+            else:
+                for tw in range(TWf):
+                    K[k + tw] = gf[q + _2 * tw]
+                    K[CT + k + tw] = gf[q + _2 * tw + _1]
+                    K[_2 * CT + k + tw] = z
+                    K[_3 * CT + k + tw] = z
+            if OW % 2:
+                K[k + TWf] = gf[q + _2 * TWf]
+                K[CT + k + TWf] = z
+                K[_2 * CT + k + TWf] = gf[q + U(OW) + _2 * TWf] if 2 * th + 1 < OH else z
+                K[_3 * CT + k + TWf] = z
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _wino_grad_transform(K, Gt, CT, uv):
+    """Gt (16, CT) = A g A^T of every tile of a chunk, from K (4, CT) (_wino_grad_tiles):
+    A g's row xi is (u, v) = (g0, g1), (g0 + g2, g1 + g3), (g0 - g2, g1 - g3), (-g2, -g3),
+    then Gt[xi*4 + nu] = (u, u + v, u - v, -v)[nu].  Loops over the whole chunk, each over a
+    few arrays (what LLVM vectorises); ``uv`` is scratch (2, CT)."""
+    n = U(CT)
+    u, v = uv[0], uv[1]
+    a, b, c, d = K[0], K[1], K[2], K[3]
+    for xi in range(4):
+        if xi == 0:
+            for q in range(n):
+                u[q] = a[q]
+                v[q] = b[q]
+        elif xi == 1:
+            for q in range(n):
+                u[q] = a[q] + c[q]
+                v[q] = b[q] + d[q]
+        elif xi == 2:
+            for q in range(n):
+                u[q] = a[q] - c[q]
+                v[q] = b[q] - d[q]
+        else:
+            for q in range(n):
+                u[q] = -c[q]
+                v[q] = -d[q]
+        o0, o1, o2, o3 = Gt[4 * xi], Gt[4 * xi + 1], Gt[4 * xi + 2], Gt[4 * xi + 3]
+        for q in range(n):
+            o0[q] = u[q]
+        for q in range(n):
+            o1[q] = u[q] + v[q]
+        for q in range(n):
+            o2[q] = u[q] - v[q]
+        for q in range(n):
+            o3[q] = -v[q]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -1005,7 +1031,7 @@ def _wino_backward(x, g, Ut, pt, pl, need_dx):
     while nc > 1 and nc * 16 * Cout * C > _PARTIALS_BUDGET:
         nc -= 1
     spc = max(1, min((N + nc - 1) // nc,
-                     _TILES_BUDGET // max(1, 16 * (2 * C + Cout if need_dx else C + Cout) * per)))
+                     _TILES_BUDGET // max(1, (16 * (2 * C if need_dx else C) + 22 * Cout) * per)))
     part = np.empty((nc, 16, Cout, C), dtype=x.dtype)
     partb = np.empty((nc, Cout), dtype=x.dtype)
     dx = np.empty((N if need_dx else 0, C, H, Wd), dtype=x.dtype)
@@ -1017,6 +1043,8 @@ def _wino_backward(x, g, Ut, pt, pl, need_dx):
         Gt = np.empty(16 * Cout * spc * per, dtype=x.dtype)
         Mx = np.empty(16 * C * spc * per if need_dx else 0, dtype=x.dtype)
         plane = np.empty((2 * TH + 2) * (2 * TW + 2), dtype=x.dtype)
+        K = np.empty(4 * Cout * spc * per, dtype=x.dtype)
+        uv = np.empty(2 * Cout * spc * per, dtype=x.dtype)
         Z = np.zeros(4 * (TH + 2) * 2 * TW, dtype=x.dtype)
         Ze = np.zeros(4 * (TH + 2) * 2, dtype=x.dtype)
         pk = part[k]
@@ -1031,13 +1059,16 @@ def _wino_backward(x, g, Ut, pt, pl, need_dx):
             Tc = ms * per
             for n in range(s0, s0 + ms):
                 _wino_input(x, n, C, pt, pl, TH, TW, plane, V, (n - s0) * per, Tc, False)
-                _wino_grad_tiles(g, n, Cout, TH, TW, Gt, (n - s0) * per, Tc)
+                _wino_grad_tiles(g, n, Cout, TH, TW, K, (n - s0) * per, Tc)
                 for co in range(Cout):
                     o = U((n * Cout + co) * OH * OW)
                     s = z
                     for i in range(U(OH * OW)):         # a pure reduction: see _FM
                         s += gf[o + i]
                     partb[k, co] += s
+            _wino_grad_transform(K[:4 * Cout * Tc].reshape(4, Cout * Tc),
+                                 Gt[:16 * Cout * Tc].reshape(16, Cout * Tc), Cout * Tc,
+                                 uv[:2 * Cout * Tc].reshape(2, Cout * Tc))
             for e in range(16):
                 Gte = Gt[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc)
                 gemm(Gte, V[e * C * Tc:(e + 1) * C * Tc].reshape(Tc, C), pk[e], False, False,
