@@ -30,13 +30,17 @@ weight_ih as (G*H, I) and weight_hh as (G*H, H): W = weight_ih.T, U = weight_hh.
 Work split: the batch is cut into a fixed number of row blocks (``_n_blocks``: 64 rows a
 block, but two blocks from 32 rows on, at most 16; it depends on B only).  Batch rows are
 independent in a recurrence, so each block runs its whole sequence inside one ``prange``
-iteration with no synchronisation between steps: one input GEMM over all its time steps
-(acts = xs W), then per step one recurrent GEMM accumulating into that step's rows
-(acts_s += h_{s-1} U) followed by the fused gate pass.  The backward runs the same blocks in
-reverse time (per step: the gate-gradient pass, then dh += dA_s U^T), then each block forms
-all its weight and bias gradients with one GEMM over all its steps ([x | 1 | h_prev]^T dA;
-the GRU two, its dA and dR differ) and its input gradient with one more (dA W^T); the block
-partials are summed in a fixed order.  Results are therefore bit-identical across runs and
+iteration with no synchronisation between steps, in time chunks of ``_chunk`` steps (about
+_CHUNK_ROWS = 512 rows of batch x time, so a chunk's gate pre-activations and gradients stay
+in cache between the GEMMs that write and read them; one pass over the whole sequence instead
+ran the LSTM 7% slower at both benchmark shapes).  Per chunk one input GEMM (acts = xs W),
+then per step one recurrent GEMM accumulating into that step's rows (acts_s += h_{s-1} U)
+followed by the fused gate pass.  The backward runs the same blocks and chunks in reverse time
+(per step: the gate-gradient pass, then dh += dA_s U^T); after each chunk the block adds the
+chunk's weight and bias gradients to its partial with one GEMM over the chunk's rows
+([x | 1 | h_prev]^T dA; the GRU two, its dA and dR differ) and forms the chunk's input
+gradient with one more (dA W^T); the block partials are summed in a fixed order.  Chunks
+depend on the shape only, so results are bit-identical across runs and
 thread counts.  A batch of one block (B < 32) runs the serial build of the same source
 (``parallel_above``): a parallel region with one iteration only costs.
 
@@ -76,6 +80,15 @@ from ._fpenv import ftz_exit as _ftz_exit
 from ._parallel import parallel_above
 
 ACT_TANH, ACT_RELU = 0, 1
+
+# Flat-array offsets are np.uint64 (a signed index makes Numba emit negative-index wraparound
+# code that stops LLVM from vectorising); never mix them with signed ints in one expression.
+_u = np.uint64
+_u2, _u3 = _u(2), _u(3)
+
+#: rows (batch rows x time steps) of a block's time chunk: its gate pre-activations stay in
+#: cache from the input GEMM through the recurrence, its gradients through the weight GEMMs
+_CHUNK_ROWS = 512
 
 # ------------------------------------------------------------------ vectorisable float32 math
 # error_model="numpy": float division without Python's zero check (which blocks vectorising);
@@ -198,13 +211,20 @@ def _gather_steps(x, b0, b1, reverse, xs):
 
 
 @njit(cache=True)
-def _scatter_steps(d, b0, b1, T, reverse, dx):
-    """Inverse of _gather_steps for a block: dx[b0 + r, t(s)] = d[s*nb + r] (d block-local)."""
+def _scatter_steps(d, b0, b1, T, reverse, dx, q0, q1):
+    """Inverse of _gather_steps for a block's steps q0 .. q1 - 1:
+    dx[b0 + r, t(s)] = d[(s - q0)*nb + r] (d local to the block and the chunk)."""
     nb = b1 - b0
-    for s in range(T):
+    for s in range(q0, q1):
         t = _time(s, T, reverse)
         for r in range(nb):
-            dx[b0 + r, t, :] = d[s * nb + r, :]
+            dx[b0 + r, t, :] = d[(s - q0) * nb + r, :]
+
+
+@njit(cache=True)
+def _chunk(nb, T):
+    """Time steps a block processes at once (see the module docstring): _CHUNK_ROWS rows."""
+    return max(1, min(T, _CHUNK_ROWS // nb))
 
 
 @njit(cache=True, error_model="numpy")
@@ -222,8 +242,9 @@ def _sum_blocks(parts):
 
 
 @njit(cache=True)
-def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs):
-    """One block's weight and input gradients, each weight gradient one GEMM over all steps.
+def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs, beta):
+    """A block's weight and input gradients over a chunk of steps, each weight gradient one
+    GEMM over the chunk's rows, added to px, ph (beta = 1) or written (beta = 0).
 
     With Z = [xs | 1 | h_prev] (n, I + 1 + H) built here:
       separate=False (RNN, LSTM: dR is dA):  px (I + 1 + H, G) = Z^T dA = [dW; db; dU]
@@ -242,18 +263,21 @@ def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs):
         for j in range(H):
             zr[I + 1 + j] = hr[j]
     if separate:
-        gemm(Z[:, :I + 1], dA, px, True, False, 1.0, 0.0)
-        gemm(Z[:, I:], dR, ph, True, False, 1.0, 0.0)
+        gemm(Z[:, :I + 1], dA, px, True, False, 1.0, beta)
+        gemm(Z[:, I:], dR, ph, True, False, 1.0, beta)
     else:
-        gemm(Z, dA, px, True, False, 1.0, 0.0)
+        gemm(Z, dA, px, True, False, 1.0, beta)
     if dxs.shape[0] > 0:
         np.dot(dA, W.T, dxs)
 
 
 # ------------------------------------------------------------------ per-row gate passes
-# Each helper works on one batch row's 1-D views, with every loop running j over range(n) of
-# the views it indexes: simple loops that LLVM vectorises (numba's negative-index wraparound
-# and aliasing checks defeat vectorisation in loops that index 2-D arrays at offsets).
+# Each helper works on one batch row, every loop a simple one over j that LLVM vectorises:
+# the RNN and GRU on the row's 1-D views, the LSTM cell on flat arrays at np.uint64 offsets
+# and inlined (a row view, or a call with array arguments, costs atomic reference-count
+# updates: per row that was half the LSTM gate pass).  A loop stores to one array at one
+# offset: two stores into one array at an unknown distance stop LLVM from vectorising (the
+# i and g gradients in one loop ran 4x slower than in two).
 
 
 @njit(cache=True, **_EM)
@@ -320,43 +344,47 @@ def _rnn_row_back(g, hc, act, dz):
             dz[j] = g[j] * (1 - hc[j] * hc[j])
 
 
-@njit(cache=True, **_EM)
-def _lstm_row(a, b, cp, cc, hc, yr):
-    """a: x W + h U of one row (4H) -> i f g o in place; cc = f cp + i g; hc = yr = o tanh(cc)."""
-    H = cc.shape[0]
-    _sigmoid_bias(a[:2 * H], b[:2 * H])
-    _tanh_bias(a[2 * H:3 * H], b[2 * H:3 * H])
-    _sigmoid_bias(a[3 * H:], b[3 * H:])
-    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
-    for j in range(H):
-        cc[j] = af[j] * cp[j] + ai[j] * ag[j]
-    for j in range(H):
-        v = ao[j] * _tanh(cc[j])
-        hc[j] = v
-        yr[j] = v
+@njit(cache=True, inline="always", **_EM)
+def _lstm_cell(A, a, b, C, cp, cc, Hs, hc, Y, y, H):
+    """One row at a valid step, on flat arrays at offsets: A[a:a + 4H] = x W + h U of the row
+    -> i f g o in place; C[cc:] = c_t = f c_{t-1} + i g (c_{t-1} at C[cp:]);
+    Hs[hc:] = Y[y:] = h_t = o tanh(c_t)."""
+    n = _u(H)
+    for j in range(n + n):                          # i, f
+        A[a + j] = _sigmoid(A[a + j] + b[j])
+    for j in range(n):                              # g
+        A[a + _u2 * n + j] = _tanh(A[a + _u2 * n + j] + b[_u2 * n + j])
+    for j in range(n):                              # o
+        A[a + _u3 * n + j] = _sigmoid(A[a + _u3 * n + j] + b[_u3 * n + j])
+    for j in range(n):
+        C[cc + j] = A[a + n + j] * C[cp + j] + A[a + j] * A[a + _u2 * n + j]
+    for j in range(n):
+        v = A[a + _u3 * n + j] * _tanh(C[cc + j])
+        Hs[hc + j] = v
+        Y[y + j] = v
 
 
-@njit(cache=True, **_EM)
-def _lstm_row_back(g, a, cp, cc, dc, d):
-    """One row of the LSTM backward at a valid step.  g = dL/dh_t (H), a = i f g o (4H),
-    cp, cc = c_{t-1}, c_t, dc = dL/dc_t from later steps (updated in place to dL/dc_{t-1}),
-    d (4H) <- dL/d(pre-activations)."""
-    H = cc.shape[0]
-    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
-    di, df, dg, do = d[:H], d[H:2 * H], d[2 * H:3 * H], d[3 * H:]
-    for j in range(H):
-        tc = _tanh(cc[j])
-        o = ao[j]
-        dc[j] = dc[j] + g[j] * o * (1 - tc * tc)
-        do[j] = g[j] * tc * o * (1 - o)
-    for j in range(H):
-        i, gg = ai[j], ag[j]
-        di[j] = dc[j] * gg * i * (1 - i)
-        dg[j] = dc[j] * i * (1 - gg * gg)
-    for j in range(H):
-        f = af[j]
-        df[j] = dc[j] * cp[j] * f * (1 - f)
-        dc[j] = dc[j] * f
+@njit(cache=True, inline="always", **_EM)
+def _lstm_cell_back(g, A, a, C, cp, cc, DC, dc, D, d, H):
+    """One row of the LSTM backward at a valid step, on flat arrays at offsets: g (H) =
+    dL/dh_t, A[a:a + 4H] = i f g o, C[cp:], C[cc:] = c_{t-1}, c_t, DC[dc:] = dL/dc_t from later
+    steps (updated in place to dL/dc_{t-1}), D[d:d + 4H] <- dL/d(pre-activations)."""
+    n = _u(H)
+    for j in range(n):                              # o, and dc += dL/dh_t o tanh'(c_t)
+        tc = _tanh(C[cc + j])
+        o = A[a + _u3 * n + j]
+        DC[dc + j] = DC[dc + j] + g[j] * o * (1 - tc * tc)
+        D[d + _u3 * n + j] = g[j] * tc * o * (1 - o)
+    for j in range(n):                              # i
+        i = A[a + j]
+        D[d + j] = DC[dc + j] * A[a + _u2 * n + j] * i * (1 - i)
+    for j in range(n):                              # g
+        gg = A[a + _u2 * n + j]
+        D[d + _u2 * n + j] = DC[dc + j] * A[a + j] * (1 - gg * gg)
+    for j in range(n):                              # f, and dc *= f
+        f = A[a + n + j]
+        D[d + n + j] = DC[dc + j] * C[cp + j] * f * (1 - f)
+        DC[dc + j] = DC[dc + j] * f
 
 
 @njit(cache=True, **_EM)
@@ -435,17 +463,21 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
         nb = b1 - b0
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
-        z = np.empty((nb * T, H), dtype=dt)
-        np.dot(xs[xb:xb + nb * T], W, z)                            # input GEMM, all steps
+        S = _chunk(nb, T)
+        z = np.empty((nb * S, H), dtype=dt)                 # one chunk of steps
         hs[hb:hb + nb] = h0[b0:b1]
         for s in range(T):
+            q = s % S
+            if q == 0:                                              # input GEMM, S steps
+                m = (min(T, s + S) - s) * nb
+                np.dot(xs[xb + s * nb:xb + s * nb + m], W, z[:m])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            gemm(hs[cur - nb:cur], U, z[s * nb:(s + 1) * nb], False, False, 1.0, 1.0)  # z_s += h U
+            gemm(hs[cur - nb:cur], U, z[q * nb:(q + 1) * nb], False, False, 1.0, 1.0)  # z_s += h U
             for r in range(nb):
                 n = b0 + r
                 if _valid(t0, t1, n, t):
-                    _rnn_row(z[s * nb + r], b, act, hs[cur + r], y[n, t])
+                    _rnn_row(z[q * nb + r], b, act, hs[cur + r], y[n, t])
                 else:
                     _copy_row(hs[cur - nb + r], hs[cur + r])
                     _zero_row(y[n, t])
@@ -477,27 +509,33 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
         xb, hb = b0 * T, b0 * (T + 1)
-        dZ = np.empty((nb * T, H), dtype=dt)
+        S = _chunk(nb, T)
+        dZ = np.empty((nb * S, H), dtype=dt)                # one chunk of steps
+        dxs = np.empty((nb * S if need_dx else 0, I), dtype=dt)
         dh = dhT[b0:b1].copy()
         g = np.empty(H, dtype=dt)
-        for s in range(T - 1, -1, -1):
-            t = _time(s, T, reverse)
-            cur = hb + (s + 1) * nb
-            for r in range(nb):
-                n = b0 + r
-                if _valid(t0, t1, n, t):
-                    _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
-                    _rnn_row_back(g, hs[cur + r], act, dZ[s * nb + r])
-                    _zero_row(dh[r])                # replaced by the GEMM's dZ U^T
-                else:
-                    _zero_row(dZ[s * nb + r])       # dh[r] passes through
-            gemm(dZ[s * nb:(s + 1) * nb], U, dh, False, True, 1.0, 1.0)        # dh += dZ_s U^T
+        for q1 in range(T, 0, -S):                          # chunks of steps, last first
+            q0 = max(0, q1 - S)
+            for s in range(q1 - 1, q0 - 1, -1):
+                t = _time(s, T, reverse)
+                cur = hb + (s + 1) * nb
+                d = (s - q0) * nb
+                for r in range(nb):
+                    n = b0 + r
+                    if _valid(t0, t1, n, t):
+                        _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                        _rnn_row_back(g, hs[cur + r], act, dZ[d + r])
+                        _zero_row(dh[r])            # replaced by the GEMM's dZ U^T
+                    else:
+                        _zero_row(dZ[d + r])        # dh[r] passes through
+                gemm(dZ[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dZ_s U^T
+            m = (q1 - q0) * nb
+            _block_param_grads(xs[xb + q0 * nb:xb + q1 * nb], hs[hb + q0 * nb:hb + q1 * nb],
+                               dZ[:m], dZ[:m], W, False, parts[k], parts[k], dxs[:m],
+                               0.0 if q1 == T else 1.0)
+            if need_dx:
+                _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
         dh0[b0:b1] = dh
-        dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
-        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dZ, dZ, W, False, parts[k],
-                           parts[k], dxs)
-        if need_dx:
-            _scatter_steps(dxs, b0, b1, T, reverse, dx)
         _ftz_exit(old)
     g = _sum_blocks(parts)
     return dx, g[:I].copy(), g[I + 1:].copy(), g[I].copy(), dh0
@@ -531,10 +569,15 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
         nb = b1 - b0
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
-        np.dot(xs[xb:xb + nb * T], W, acts[xb:xb + nb * T])         # input GEMM, all steps
         hs[hb:hb + nb] = h0[b0:b1]
         cs[hb:hb + nb] = c0[b0:b1]
+        af, cf, hf, yf = acts.reshape(-1), cs.reshape(-1), hs.reshape(-1), y.reshape(-1)
+        S = _chunk(nb, T)
         for s in range(T):
+            if s % S == 0:                                          # input GEMM, S steps
+                q = xb + s * nb
+                e = xb + min(T, s + S) * nb
+                np.dot(xs[q:e], W, acts[q:e])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
             gemm(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], False, False, 1.0,
@@ -542,8 +585,8 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
             for r in range(nb):                                     # ^ acts_s += h U
                 n = b0 + r
                 if _valid(t0, t1, n, t):
-                    _lstm_row(acts[xb + s * nb + r], b, cs[cur - nb + r], cs[cur + r],
-                              hs[cur + r], y[n, t])
+                    _lstm_cell(af, _u((xb + s * nb + r) * G), b, cf, _u((cur - nb + r) * H),
+                               _u((cur + r) * H), hf, _u((cur + r) * H), yf, _u((n * T + t) * H), H)
                 else:
                     _zero_row(acts[xb + s * nb + r])
                     _copy_row(cs[cur - nb + r], cs[cur + r])
@@ -581,30 +624,38 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
         xb, hb = b0 * T, b0 * (T + 1)
-        dA = np.empty((nb * T, G), dtype=dt)
+        S = _chunk(nb, T)
+        dA = np.empty((nb * S, G), dtype=dt)                # one chunk of steps
+        dxs = np.empty((nb * S if need_dx else 0, I), dtype=dt)
         dh = dhT[b0:b1].copy()
         dc = dcT[b0:b1].copy()
         g = np.empty(H, dtype=dt)
-        for s in range(T - 1, -1, -1):
-            t = _time(s, T, reverse)
-            cur = hb + (s + 1) * nb
-            for r in range(nb):
-                n = b0 + r
-                if _valid(t0, t1, n, t):
-                    _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
-                    _lstm_row_back(g, acts[xb + s * nb + r], cs[cur - nb + r], cs[cur + r],
-                                   dc[r], dA[s * nb + r])
-                    _zero_row(dh[r])                # replaced by the GEMM's dA U^T
-                else:
-                    _zero_row(dA[s * nb + r])       # dh[r], dc[r] pass through
-            gemm(dA[s * nb:(s + 1) * nb], U, dh, False, True, 1.0, 1.0)        # dh += dA_s U^T
+        af, cf, dcf, dAf = acts.reshape(-1), cs.reshape(-1), dc.reshape(-1), dA.reshape(-1)
+        for q1 in range(T, 0, -S):                          # chunks of steps, last first
+            q0 = max(0, q1 - S)
+            for s in range(q1 - 1, q0 - 1, -1):
+                t = _time(s, T, reverse)
+                cur = hb + (s + 1) * nb
+                d = (s - q0) * nb
+                for r in range(nb):
+                    n = b0 + r
+                    if _valid(t0, t1, n, t):
+                        _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                        _lstm_cell_back(g, af, _u((xb + s * nb + r) * G), cf,
+                                        _u((cur - nb + r) * H), _u((cur + r) * H), dcf, _u(r * H),
+                                        dAf, _u((d + r) * G), H)
+                        _zero_row(dh[r])            # replaced by the GEMM's dA U^T
+                    else:
+                        _zero_row(dA[d + r])        # dh[r], dc[r] pass through
+                gemm(dA[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dA_s U^T
+            m = (q1 - q0) * nb
+            _block_param_grads(xs[xb + q0 * nb:xb + q1 * nb], hs[hb + q0 * nb:hb + q1 * nb],
+                               dA[:m], dA[:m], W, False, parts[k], parts[k], dxs[:m],
+                               0.0 if q1 == T else 1.0)
+            if need_dx:
+                _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
         dh0[b0:b1] = dh
         dc0[b0:b1] = dc
-        dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
-        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dA, W, False, parts[k],
-                           parts[k], dxs)
-        if need_dx:
-            _scatter_steps(dxs, b0, b1, T, reverse, dx)
         _ftz_exit(old)
     g = _sum_blocks(parts)
     return dx, g[:I].copy(), g[I + 1:].copy(), g[I].copy(), dh0, dc0
@@ -638,10 +689,14 @@ def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
         nb = b1 - b0
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
-        np.dot(xs[xb:xb + nb * T], W, acts[xb:xb + nb * T])         # input GEMM, all steps
         tmp = np.empty((nb, G), dtype=dt)
         hs[hb:hb + nb] = h0[b0:b1]
+        S = _chunk(nb, T)
         for s in range(T):
+            if s % S == 0:                                          # input GEMM, S steps
+                q = xb + s * nb
+                e = xb + min(T, s + S) * nb
+                np.dot(xs[q:e], W, acts[q:e])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
             np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
@@ -686,30 +741,36 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
         xb, hb = b0 * T, b0 * (T + 1)
-        dA = np.empty((nb * T, G), dtype=dt)     # dL/d(x W + b)        [r z n]
-        dR = np.empty((nb * T, G), dtype=dt)     # dL/d(h U + bh)       [r z n]
+        S = _chunk(nb, T)
+        dA = np.empty((nb * S, G), dtype=dt)     # dL/d(x W + b)   [r z n], one chunk of steps
+        dR = np.empty((nb * S, G), dtype=dt)     # dL/d(h U + bh)  [r z n]
+        dxs = np.empty((nb * S if need_dx else 0, I), dtype=dt)
         dh = dhT[b0:b1].copy()
         g = np.empty(H, dtype=dt)
-        for s in range(T - 1, -1, -1):
-            t = _time(s, T, reverse)
-            cur = hb + (s + 1) * nb
-            for r in range(nb):
-                n = b0 + r
-                row = s * nb + r
-                if _valid(t0, t1, n, t):
-                    _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
-                    _gru_row_back(g, acts[xb + row], un[xb + row], hs[cur - nb + r], dA[row],
-                                  dR[row], dh[r])     # dh[r] <- the z h_{t-1} path
-                else:
-                    _zero_row(dA[row])
-                    _zero_row(dR[row])
-            gemm(dR[s * nb:(s + 1) * nb], U, dh, False, True, 1.0, 1.0)        # dh += dR_s U^T
+        for q1 in range(T, 0, -S):                          # chunks of steps, last first
+            q0 = max(0, q1 - S)
+            for s in range(q1 - 1, q0 - 1, -1):
+                t = _time(s, T, reverse)
+                cur = hb + (s + 1) * nb
+                d = (s - q0) * nb
+                for r in range(nb):
+                    n = b0 + r
+                    row = xb + s * nb + r
+                    if _valid(t0, t1, n, t):
+                        _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                        _gru_row_back(g, acts[row], un[row], hs[cur - nb + r], dA[d + r],
+                                      dR[d + r], dh[r])     # dh[r] <- the z h_{t-1} path
+                    else:
+                        _zero_row(dA[d + r])
+                        _zero_row(dR[d + r])
+                gemm(dR[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dR_s U^T
+            m = (q1 - q0) * nb
+            _block_param_grads(xs[xb + q0 * nb:xb + q1 * nb], hs[hb + q0 * nb:hb + q1 * nb],
+                               dA[:m], dR[:m], W, True, px[k], ph[k], dxs[:m],
+                               0.0 if q1 == T else 1.0)
+            if need_dx:
+                _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
         dh0[b0:b1] = dh
-        dxs = np.empty((nb * T if need_dx else 0, I), dtype=dt)
-        _block_param_grads(xs[xb:xb + nb * T], hs[hb:hb + nb * T], dA, dR, W, True, px[k],
-                           ph[k], dxs)
-        if need_dx:
-            _scatter_steps(dxs, b0, b1, T, reverse, dx)
         _ftz_exit(old)
     gx, gh = _sum_blocks(px), _sum_blocks(ph)
     return dx, gx[:I].copy(), gh[1:].copy(), gx[I].copy(), gh[0].copy(), dh0

@@ -198,10 +198,14 @@ def test_gradcheck(cell, B, T, I, H, ragged, state, reverse, seq):
 
 # ------------------------------------------------------------------ references
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("B,reverse", [(2, False), (37, True)])
-def test_matches_numpy_reference(cell, B, reverse):
+# (130, 12): two blocks of 65 rows, so the kernels run 7-step time chunks (_CHUNK_ROWS = 512),
+# the first one partial
+@pytest.mark.parametrize("B,T,reverse", [(2, 6, False), (37, 6, True), (130, 12, False)])
+def test_matches_numpy_reference(cell, B, T, reverse):
     rng = np.random.default_rng(7)
-    T, I, H = 6, 5, 4
+    I, H = 5, 4
+    nb = B // K._n_blocks(B)
+    assert (K._chunk(nb, T) < T) == (B == 130)      # the case above does cover chunking
     x, p, h0, c0, t0, t1 = make(cell, B, T, I, H, rng, ragged=True)
     y, hT, cT, cache = run_forward(cell, x, p, h0, c0, t0, t1, reverse)
     yr, hr, cr, tape = ref_forward(cell, x, p, h0, c0, t0, t1, reverse)
@@ -336,7 +340,9 @@ def test_padded_steps_are_inert(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_bit_identical_across_runs_builds_and_threads(cell):
     rng = np.random.default_rng(5)
-    B, T, I, H = 70, 9, 6, 8                   # 2 blocks: the parallel build is used
+    B, T, I, H = 70, 20, 6, 8                  # 2 blocks: the parallel build is used;
+    #                                            time chunks of 14 steps (_CHUNK_ROWS)
+    assert K._n_blocks(B) == 2 and K._chunk(B // 2, T) < T
     x, p, h0, c0, t0, t1 = make(cell, B, T, I, H, rng, np.float32, ragged=True)
     dy, dhT = (rng.standard_normal(s).astype(np.float32) for s in ((B, T, H), (B, H)))
     dcT = dhT * np.float32(0.5) if cell == "lstm" else None
