@@ -829,28 +829,29 @@ def _wino_forward(x, U_, b, pt, pl, OH, OW, act):
                    Mb[e * Cout * Tc:(e + 1) * Cout * Tc].reshape(Cout, Tc))
         # A^T m A over all the chunk's tiles at once, in loops of few arrays each (LLVM only
         # vectorises a loop when it can check the overlap of a handful of pointers)
-        cs = np.empty((8, Tc), dtype=x.dtype)
-        O = np.empty((4, Tc), dtype=x.dtype)     # the four outputs of every tile, by position
+        CT = Cout * Tc
+        cs = np.empty((8, CT), dtype=x.dtype)
+        O = np.empty((4, CT), dtype=x.dtype)     # the four outputs of every tile, by position
         Of = O.reshape(-1)
         TWf = OW // 2                           # tiles with two output columns
+        for xi in range(4):
+            a0 = Mb[4 * xi * CT:(4 * xi + 1) * CT]
+            a1 = Mb[(4 * xi + 1) * CT:(4 * xi + 2) * CT]
+            a2 = Mb[(4 * xi + 2) * CT:(4 * xi + 3) * CT]
+            a3 = Mb[(4 * xi + 3) * CT:(4 * xi + 4) * CT]
+            c0 = cs[2 * xi]
+            c1 = cs[2 * xi + 1]
+            for t in range(CT):
+                c0[t] = a0[t] + a1[t] + a2[t]
+                c1[t] = a1[t] - a2[t] - a3[t]
+        for j in range(2):
+            e0, e1, e2, e3 = cs[j], cs[2 + j], cs[4 + j], cs[6 + j]
+            o0, o1 = O[j], O[2 + j]
+            for t in range(CT):
+                o0[t] = e0[t] + e1[t] + e2[t]
+            for t in range(CT):
+                o1[t] = e1[t] - e2[t] - e3[t]
         for co in range(Cout):
-            for xi in range(4):
-                a0 = Mb[(4 * xi * Cout + co) * Tc:(4 * xi * Cout + co + 1) * Tc]
-                a1 = Mb[((4 * xi + 1) * Cout + co) * Tc:((4 * xi + 1) * Cout + co + 1) * Tc]
-                a2 = Mb[((4 * xi + 2) * Cout + co) * Tc:((4 * xi + 2) * Cout + co + 1) * Tc]
-                a3 = Mb[((4 * xi + 3) * Cout + co) * Tc:((4 * xi + 3) * Cout + co + 1) * Tc]
-                c0 = cs[2 * xi]
-                c1 = cs[2 * xi + 1]
-                for t in range(Tc):
-                    c0[t] = a0[t] + a1[t] + a2[t]
-                    c1[t] = a1[t] - a2[t] - a3[t]
-            for j in range(2):
-                e0, e1, e2, e3 = cs[j], cs[2 + j], cs[4 + j], cs[6 + j]
-                o0, o1 = O[j], O[2 + j]
-                for t in range(Tc):
-                    o0[t] = e0[t] + e1[t] + e2[t]
-                for t in range(Tc):
-                    o1[t] = e1[t] - e2[t] - e3[t]
             bv = b[co]
             for n in range(n0, n1):
                 for th in range(TH):
@@ -860,8 +861,8 @@ def _wino_forward(x, U_, b, pt, pl, OH, OW, act):
                         if oh >= OH:
                             break
                         q = U(((n * Cout + co) * OH + oh) * OW)
-                        s0 = U(2 * a * Tc + t0)
-                        s1 = s0 + U(Tc)
+                        s0 = U(2 * a * CT + co * Tc + t0)
+                        s1 = s0 + U(CT)
                         if act == ACT_NONE:
                             for tw in range(U(TWf)):
                                 yf[q + _2 * tw] = Of[s0 + tw] + bv
