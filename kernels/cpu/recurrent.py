@@ -306,15 +306,21 @@ def _zero_row(dst):
         dst[j] = 0
 
 
-@njit(cache=True, **_EM)
-def _grad_in(dh, dy, has_dy, g):
-    """g = dh + dy (dy ignored unless has_dy)."""
+@njit(cache=True, inline="always", **_EM)
+def _grad_in(DH, dh, DY, dy, has_dy, g, zero):
+    """g = dL/dh_t of one row: DH[dh:dh + H] (from later steps) + DY[dy:dy + H] (the output's
+    gradient; ignored unless has_dy), on flat arrays at offsets, H = len(g).  With ``zero``
+    DH's row is zeroed (the caller adds the step's recurrent GEMM into it)."""
+    n = _u(g.shape[0])
     if has_dy:
-        for j in range(g.shape[0]):
-            g[j] = dh[j] + dy[j]
+        for j in range(n):
+            g[j] = DH[dh + j] + DY[dy + j]
     else:
-        for j in range(g.shape[0]):
-            g[j] = dh[j]
+        for j in range(n):
+            g[j] = DH[dh + j]
+    if zero:
+        for j in range(n):
+            DH[dh + j] = 0
 
 
 @njit(cache=True, **_EM)
@@ -514,6 +520,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
         dxs = np.empty((nb * S if need_dx else 0, I), dtype=dt)
         dh = dhT[b0:b1].copy()
         g = np.empty(H, dtype=dt)
+        dhf, dyf = dh.reshape(-1), dy.reshape(-1)
         for q1 in range(T, 0, -S):                          # chunks of steps, last first
             q0 = max(0, q1 - S)
             for s in range(q1 - 1, q0 - 1, -1):
@@ -523,9 +530,8 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
                 for r in range(nb):
                     n = b0 + r
                     if _valid(t0, t1, n, t):
-                        _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                        _grad_in(dhf, _u(r * H), dyf, _u((n * T + t) * H), has_dy, g, True)
                         _rnn_row_back(g, hs[cur + r], act, dZ[d + r])
-                        _zero_row(dh[r])            # replaced by the GEMM's dZ U^T
                     else:
                         _zero_row(dZ[d + r])        # dh[r] passes through
                 gemm(dZ[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dZ_s U^T
@@ -631,6 +637,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
         dc = dcT[b0:b1].copy()
         g = np.empty(H, dtype=dt)
         af, cf, dcf, dAf = acts.reshape(-1), cs.reshape(-1), dc.reshape(-1), dA.reshape(-1)
+        dhf, dyf = dh.reshape(-1), dy.reshape(-1)
         for q1 in range(T, 0, -S):                          # chunks of steps, last first
             q0 = max(0, q1 - S)
             for s in range(q1 - 1, q0 - 1, -1):
@@ -640,11 +647,10 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
                 for r in range(nb):
                     n = b0 + r
                     if _valid(t0, t1, n, t):
-                        _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                        _grad_in(dhf, _u(r * H), dyf, _u((n * T + t) * H), has_dy, g, True)
                         _lstm_cell_back(g, af, _u((xb + s * nb + r) * G), cf,
                                         _u((cur - nb + r) * H), _u((cur + r) * H), dcf, _u(r * H),
                                         dAf, _u((d + r) * G), H)
-                        _zero_row(dh[r])            # replaced by the GEMM's dA U^T
                     else:
                         _zero_row(dA[d + r])        # dh[r], dc[r] pass through
                 gemm(dA[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dA_s U^T
@@ -747,6 +753,7 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
         dxs = np.empty((nb * S if need_dx else 0, I), dtype=dt)
         dh = dhT[b0:b1].copy()
         g = np.empty(H, dtype=dt)
+        dhf, dyf = dh.reshape(-1), dy.reshape(-1)
         for q1 in range(T, 0, -S):                          # chunks of steps, last first
             q0 = max(0, q1 - S)
             for s in range(q1 - 1, q0 - 1, -1):
@@ -757,7 +764,7 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
                     n = b0 + r
                     row = xb + s * nb + r
                     if _valid(t0, t1, n, t):
-                        _grad_in(dh[r], dy[n, t] if has_dy else dh[r], has_dy, g)
+                        _grad_in(dhf, _u(r * H), dyf, _u((n * T + t) * H), has_dy, g, False)
                         _gru_row_back(g, acts[row], un[row], hs[cur - nb + r], dA[d + r],
                                       dR[d + r], dh[r])     # dh[r] <- the z h_{t-1} path
                     else:
