@@ -201,24 +201,32 @@ def _time(s, T, reverse):
 
 @njit(cache=True)
 def _gather_steps(x, b0, b1, reverse, xs):
-    """xs[b0*T + s*nb + r] = x[b0 + r, t(s)]: a block's inputs in processing order."""
-    T, nb = x.shape[1], b1 - b0
-    base = b0 * T
+    """xs[b0*T + s*nb + r] = x[b0 + r, t(s)]: a block's inputs in processing order (flat
+    offsets: a row view per row costs atomic reference counts)."""
+    T, I, nb = x.shape[1], x.shape[2], b1 - b0
+    xf, xsf = x.reshape(-1), xs.reshape(-1)
+    n = _u(I)
     for s in range(T):
         t = _time(s, T, reverse)
         for r in range(nb):
-            xs[base + s * nb + r, :] = x[b0 + r, t, :]
+            d, q = _u((b0 * T + s * nb + r) * I), _u(((b0 + r) * T + t) * I)
+            for j in range(n):
+                xsf[d + j] = xf[q + j]
 
 
 @njit(cache=True)
 def _scatter_steps(d, b0, b1, T, reverse, dx, q0, q1):
     """Inverse of _gather_steps for a block's steps q0 .. q1 - 1:
     dx[b0 + r, t(s)] = d[(s - q0)*nb + r] (d local to the block and the chunk)."""
-    nb = b1 - b0
+    nb, I = b1 - b0, dx.shape[2]
+    df, dxf = d.reshape(-1), dx.reshape(-1)
+    n = _u(I)
     for s in range(q0, q1):
         t = _time(s, T, reverse)
         for r in range(nb):
-            dx[b0 + r, t, :] = d[(s - q0) * nb + r, :]
+            q, e = _u(((s - q0) * nb + r) * I), _u(((b0 + r) * T + t) * I)
+            for j in range(n):
+                dxf[e + j] = df[q + j]
 
 
 @njit(cache=True)
@@ -254,14 +262,16 @@ def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs, beta
     n, I = xs_blk.shape
     H = hprev_blk.shape[1]
     Z = np.empty((n, I + 1 + H), dtype=xs_blk.dtype)
+    Zf, xf, hf = Z.reshape(-1), xs_blk.reshape(-1), hprev_blk.reshape(-1)
     one = xs_blk.dtype.type(1)
+    uI, uH = _u(I), _u(H)
     for i in range(n):
-        zr, xr, hr = Z[i], xs_blk[i], hprev_blk[i]
-        for j in range(I):
-            zr[j] = xr[j]
-        zr[I] = one
-        for j in range(H):
-            zr[I + 1 + j] = hr[j]
+        z, q, e = _u(i * (I + 1 + H)), _u(i * I), _u(i * H)
+        for j in range(uI):
+            Zf[z + j] = xf[q + j]
+        Zf[z + uI] = one
+        for j in range(uH):
+            Zf[z + uI + _u(1) + j] = hf[e + j]
     if separate:
         gemm(Z[:, :I + 1], dA, px, True, False, 1.0, beta)
         gemm(Z[:, I:], dR, ph, True, False, 1.0, beta)
