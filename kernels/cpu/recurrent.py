@@ -3,7 +3,7 @@
 Shapes (B batch, T time, I input features, H hidden units, G gates):
 
     x (B, T, I)            inputs, batch-major as in PyTorch's batch_first=True
-    W (I, G*H)             input weights; the input GEMM covers all time steps at once
+    W (I, G*H)             input weights; one input GEMM covers a chunk of time steps
     U (H, G*H)             recurrent weights; one recurrent GEMM per step
     b (G*H,)               bias (PyTorch's b_ih + b_hh; the GRU keeps both, see below)
     h0 (B, H), c0 (B, H)   initial state; hT, cT (B, H) final state
