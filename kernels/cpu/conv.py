@@ -738,7 +738,8 @@ def _wino_weights(W):
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc, tiles_last):
     """V[xi*4 + nu, c, t0 + th*TW + tw] = (B^T d B)[xi, nu] for every channel c of sample n,
-    d the 4x4 input tile at rows 2*th - pt ..., columns 2*tw - pl ... (zero outside x).
+    d the 4x4 input tile at rows 2*th - pt ..., columns 2*tw - pl ... (zero outside x; the
+    padding on every side is not negative: 2*TH + 2 >= pt + H, 2*TW + 2 >= pl + W).
     ``plane`` is scratch for one zero-padded plane (2*TH + 2, 2*TW + 2); V is flat
     (16, C, Tc), or (16, Tc, C) without ``tiles_last`` (what dW's GEMMs want: BLAS packs a
     transposed operand of this shape much slower)."""
@@ -748,15 +749,13 @@ def _wino_input(x, n, C, pt, pl, TH, TW, plane, V, t0, Tc, tiles_last):
     xf = x.reshape(-1)
     V2 = V[:16 * C * Tc].reshape(16, C * Tc)
     cs, ts = (U(Tc), _1) if tiles_last else (_1, U(C))      # strides of a channel, a tile
-    r0, r1 = min(max(pt, 0), Hp), min(max(pt + H, 0), Hp)     # padded rows holding input
-    q0, q1 = min(max(pl, 0), Wp), min(max(pl + Wd, 0), Wp)
     for c in range(C):
         for i in range(U(Hp * Wp)):
             plane[i] = z
-        for r in range(r0, r1):
-            d = U(r * Wp + q0)
-            sx = U(((n * C + c) * H + r - pt) * Wd + q0 - pl)
-            for q in range(U(q1 - q0)):
+        for r in range(H):
+            d = U((pt + r) * Wp + pl)
+            sx = U(((n * C + c) * H + r) * Wd)
+            for q in range(U(Wd)):
                 plane[d + q] = xf[sx + q]
         for th in range(TH):
             a = U(2 * th * Wp)
@@ -900,22 +899,16 @@ def _wino_grad_tiles(g, n, Cout, TH, TW, K, t0, Tc):
         for th in range(TH):
             q = U(((n * Cout + co) * OH + 2 * th) * OW)
             k = U(co * Tc + t0 + th * TW)
-            if 2 * th + 1 < OH:
-                for tw in range(TWf):
-                    K[k + tw] = gf[q + _2 * tw]
-                    K[CT + k + tw] = gf[q + _2 * tw + _1]
-                    K[_2 * CT + k + tw] = gf[q + U(OW) + _2 * tw]
-                    K[_3 * CT + k + tw] = gf[q + U(OW) + _2 * tw + _1]
-            else:
-                for tw in range(TWf):
-                    K[k + tw] = gf[q + _2 * tw]
-                    K[CT + k + tw] = gf[q + _2 * tw + _1]
-                    K[_2 * CT + k + tw] = z
-                    K[_3 * CT + k + tw] = z
+            two_rows = 2 * th + 1 < OH
+            for tw in range(TWf):
+                K[k + tw] = gf[q + _2 * tw]
+                K[CT + k + tw] = gf[q + _2 * tw + _1]
+                K[_2 * CT + k + tw] = gf[q + U(OW) + _2 * tw] if two_rows else z
+                K[_3 * CT + k + tw] = gf[q + U(OW) + _2 * tw + _1] if two_rows else z
             if OW % 2:
                 K[k + TWf] = gf[q + _2 * TWf]
                 K[CT + k + TWf] = z
-                K[_2 * CT + k + TWf] = gf[q + U(OW) + _2 * TWf] if 2 * th + 1 < OH else z
+                K[_2 * CT + k + TWf] = gf[q + U(OW) + _2 * TWf] if two_rows else z
                 K[_3 * CT + k + TWf] = z
 
 

@@ -250,20 +250,24 @@ def _sum_blocks(parts):
 
 
 @njit(cache=True)
-def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs, beta):
-    """A block's weight and input gradients over a chunk of steps, each weight gradient one
-    GEMM over the chunk's rows, added to px, ph (beta = 1) or written (beta = 0).
+def _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dR, W, separate, px, ph, dxs, dx):
+    """The weight, bias and input gradients of block [b0, b1) over its steps q0 .. q1 - 1, from
+    the chunk's dA, dR (rows (s - q0)*nb + r), each weight gradient one GEMM over the chunk's
+    rows.  Chunks run last first: the one ending at T writes px, ph, the others add to them.
 
-    With Z = [xs | 1 | h_prev] (n, I + 1 + H) built here:
-      separate=False (RNN, LSTM: dR is dA):  px (I + 1 + H, G) = Z^T dA = [dW; db; dU]
-      separate=True (GRU):  px (I + 1, G) = [xs | 1]^T dA = [dW; db],
-                            ph (1 + H, G) = [1 | h_prev]^T dR = [dbh; dU]
-    dxs = dA W^T (skipped when dxs has no rows)."""
-    n, I = xs_blk.shape
-    H = hprev_blk.shape[1]
-    Z = np.empty((n, I + 1 + H), dtype=xs_blk.dtype)
-    Zf, xf, hf = Z.reshape(-1), xs_blk.reshape(-1), hprev_blk.reshape(-1)
-    one = xs_blk.dtype.type(1)
+    With Z = [xs | 1 | h_prev] (chunk rows, I + 1 + H) built here:
+      separate=False (RNN, LSTM: dR is dA):  px (I + 1 + H, G) += Z^T dA = [dW; db; dU]
+      separate=True (GRU):  px (I + 1, G) += [xs | 1]^T dA = [dW; db],
+                            ph (1 + H, G) += [1 | h_prev]^T dR = [dbh; dU]
+    and, unless dx has no rows, dx's rows of those steps = dA W^T (through dxs, scratch of the
+    chunk's rows)."""
+    nb, I, H = b1 - b0, xs.shape[1], hs.shape[1]
+    n = (q1 - q0) * nb
+    x0, h0 = b0 * T + q0 * nb, b0 * (T + 1) + q0 * nb
+    beta = 0.0 if q1 == T else 1.0
+    Z = np.empty((n, I + 1 + H), dtype=xs.dtype)
+    Zf, xf, hf = Z.reshape(-1), xs[x0:x0 + n].reshape(-1), hs[h0:h0 + n].reshape(-1)
+    one = xs.dtype.type(1)
     uI, uH = _u(I), _u(H)
     for i in range(n):
         z, q, e = _u(i * (I + 1 + H)), _u(i * I), _u(i * H)
@@ -273,12 +277,13 @@ def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs, beta
         for j in range(uH):
             Zf[z + uI + _u(1) + j] = hf[e + j]
     if separate:
-        gemm(Z[:, :I + 1], dA, px, True, False, 1.0, beta)
-        gemm(Z[:, I:], dR, ph, True, False, 1.0, beta)
+        gemm(Z[:, :I + 1], dA[:n], px, True, False, 1.0, beta)
+        gemm(Z[:, I:], dR[:n], ph, True, False, 1.0, beta)
     else:
-        gemm(Z, dA, px, True, False, 1.0, beta)
-    if dxs.shape[0] > 0:
-        np.dot(dA, W.T, dxs)
+        gemm(Z, dA[:n], px, True, False, 1.0, beta)
+    if dx.shape[0] > 0:
+        np.dot(dA[:n], W.T, dxs[:n])
+        _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
 
 
 # ------------------------------------------------------------------ per-row gate passes
@@ -288,20 +293,6 @@ def _block_param_grads(xs_blk, hprev_blk, dA, dR, W, separate, px, ph, dxs, beta
 # updates: per row that was half the LSTM gate pass).  A loop stores to one array at one
 # offset: two stores into one array at an unknown distance stop LLVM from vectorising (the
 # i and g gradients in one loop ran 4x slower than in two).
-
-
-@njit(cache=True, **_EM)
-def _sigmoid_bias(v, b):
-    """v = sigmoid(v + b), in place."""
-    for j in range(v.shape[0]):
-        v[j] = _sigmoid(v[j] + b[j])
-
-
-@njit(cache=True, **_EM)
-def _tanh_bias(v, b):
-    """v = tanh(v + b), in place."""
-    for j in range(v.shape[0]):
-        v[j] = _tanh(v[j] + b[j])
 
 
 @njit(cache=True, **_EM)
@@ -524,7 +515,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
-        xb, hb = b0 * T, b0 * (T + 1)
+        hb = b0 * (T + 1)
         S = _chunk(nb, T)
         dZ = np.empty((nb * S, H), dtype=dt)                # one chunk of steps
         dxs = np.empty((nb * S if need_dx else 0, I), dtype=dt)
@@ -545,12 +536,8 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
                     else:
                         _zero_row(dZ[d + r])        # dh[r] passes through
                 gemm(dZ[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dZ_s U^T
-            m = (q1 - q0) * nb
-            _block_param_grads(xs[xb + q0 * nb:xb + q1 * nb], hs[hb + q0 * nb:hb + q1 * nb],
-                               dZ[:m], dZ[:m], W, False, parts[k], parts[k], dxs[:m],
-                               0.0 if q1 == T else 1.0)
-            if need_dx:
-                _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
+            _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dZ, dZ, W, False, parts[k], parts[k],
+                         dxs, dx)
         dh0[b0:b1] = dh
         _ftz_exit(old)
     g = _sum_blocks(parts)
@@ -664,12 +651,8 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
                     else:
                         _zero_row(dA[d + r])        # dh[r], dc[r] pass through
                 gemm(dA[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dA_s U^T
-            m = (q1 - q0) * nb
-            _block_param_grads(xs[xb + q0 * nb:xb + q1 * nb], hs[hb + q0 * nb:hb + q1 * nb],
-                               dA[:m], dA[:m], W, False, parts[k], parts[k], dxs[:m],
-                               0.0 if q1 == T else 1.0)
-            if need_dx:
-                _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
+            _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dA, W, False, parts[k], parts[k],
+                         dxs, dx)
         dh0[b0:b1] = dh
         dc0[b0:b1] = dc
         _ftz_exit(old)
@@ -781,12 +764,8 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
                         _zero_row(dA[d + r])
                         _zero_row(dR[d + r])
                 gemm(dR[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dR_s U^T
-            m = (q1 - q0) * nb
-            _block_param_grads(xs[xb + q0 * nb:xb + q1 * nb], hs[hb + q0 * nb:hb + q1 * nb],
-                               dA[:m], dR[:m], W, True, px[k], ph[k], dxs[:m],
-                               0.0 if q1 == T else 1.0)
-            if need_dx:
-                _scatter_steps(dxs, b0, b1, T, reverse, dx, q0, q1)
+            _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dR, W, True, px[k], ph[k],
+                         dxs, dx)
         dh0[b0:b1] = dh
         _ftz_exit(old)
     gx, gh = _sum_blocks(px), _sum_blocks(ph)
