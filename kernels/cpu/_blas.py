@@ -10,8 +10,13 @@ This is the one njit helper shared across kernel files.  Numba's on-disk cache i
 only by edits to a kernel's own file, so after editing this file clear the caches
 (``find kernels -name __pycache__ -exec rm -rf {} +``).
 """
+import ctypes
+
 import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
 from numba import njit, types
+from numba.extending import intrinsic
 from numba.np.linalg import ensure_blas
 
 ensure_blas()   # loads scipy's BLAS, which numba_xxgemm calls
@@ -56,3 +61,83 @@ def gemm(a, b, out, ta, tb, alpha, beta):
     _xxgemm(kind, 116 if tb else 110, 116 if ta else 110, n, m, kk,
             ab[0:].ctypes.data, b.ctypes.data, _ld(b), a.ctypes.data, _ld(a),
             ab[1:].ctypes.data, out.ctypes.data, _ld(out))
+
+
+# ------------------------------------------------------------------ small products
+# OpenBLAS's AVX-512 builds (SkylakeX and its successors) multiply a small product
+# (m*n*k <= 1e6 multiply-adds, not both operands transposed, a transposed first operand only
+# for tiny outputs) with kernels that skip the packing of both operands into buffers; above
+# that, every call packs.  A recurrence's per-step product is just above the line: h (32, 100)
+# @ U (100, 400) took 20 us in one call and 11 us as two column halves.  Other builds (the AVX2
+# "Haswell" kernels) have no such path and lose up to 13% to the extra calls, so the limit is
+# set at import from the kernels scipy's OpenBLAS runs.  It lives in a C variable that the
+# compiled kernels read at run time (a Python global would be frozen into Numba's on-disk
+# cache): ``small_mnk`` sets it, for tests and timing.
+
+_SMALL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+_SMALL_MNK = ctypes.c_int64(0)
+llvm.add_symbol("dlkit_blas_small_mnk", ctypes.addressof(_SMALL_MNK))
+
+
+def _openblas_core():
+    """The kernels scipy's OpenBLAS picked (lower case), '' when that cannot be told."""
+    from threadpoolctl import threadpool_info
+    for d in threadpool_info():
+        if d.get("internal_api") == "openblas" and "scipy" in d.get("filepath", ""):
+            return (d.get("architecture") or "").lower()
+    return ""
+
+
+def small_mnk(limit=None):
+    """The largest m*n*k that ``gemm_nn_small`` hands to BLAS in one call (0: no cutting).
+    With ``limit``, set it (to undo a change, pass the returned old value back).  Returns the
+    value in force before the call."""
+    old = _SMALL_MNK.value
+    if limit is not None:
+        _SMALL_MNK.value = int(limit)
+    return old
+
+
+small_mnk(1_000_000 if _openblas_core() in _SMALL_CORES else 0)
+
+
+@intrinsic
+def _small_limit(typingctx):
+    """The current value of ``small_mnk`` (a load of the C variable, not a compile-time
+    constant)."""
+    def codegen(context, builder, sig, args):
+        gv = builder.module.globals.get("dlkit_blas_small_mnk")
+        if gv is None:
+            gv = ir.GlobalVariable(builder.module, ir.IntType(64), "dlkit_blas_small_mnk")
+        return builder.load(gv)
+    return types.int64(), codegen
+
+
+@njit(cache=True)
+def pieces(m, n, k, lim):
+    """(pn, pk): how many column and depth pieces ``gemm_nn_small`` cuts an (m, k) @ (k, n)
+    product into under the limit ``lim`` (0: none): the larger of n / pn and k / pk is halved
+    until m * (n / pn) * (k / pk) <= lim or the halved side would fall under 32."""
+    pn, pk = 1, 1
+    while lim > 0 and m * -(-n // pn) * -(-k // pk) > lim and max(n // pn, k // pk) >= 64:
+        if n // pn > k // pk:
+            pn *= 2
+        else:
+            pk *= 2
+    return pn, pk
+
+
+@njit(cache=True)
+def gemm_nn_small(a, b, out, beta):
+    """out = a @ b + beta out (a (m, k), b (k, n), views as for ``gemm``), in ``pieces``
+    under ``small_mnk()``: the depth pieces accumulate in order, so results depend on the
+    shapes and the limit only."""
+    m, n = out.shape
+    k = a.shape[1]
+    pn, pk = pieces(m, n, k, _small_limit())
+    for j in range(pk):
+        k0, k1 = j * k // pk, (j + 1) * k // pk
+        for i in range(pn):
+            c0, c1 = i * n // pn, (i + 1) * n // pn
+            gemm(a[:, k0:k1], b[k0:k1, c0:c1], out[:, c0:c1], False, False, 1.0,
+                 beta if j == 0 else 1.0)

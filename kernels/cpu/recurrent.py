@@ -74,7 +74,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from ._blas import gemm
+from ._blas import gemm, gemm_nn_small
 from ._fpenv import ftz_enter as _ftz_enter
 from ._fpenv import ftz_exit as _ftz_exit
 from ._parallel import parallel_above
@@ -480,7 +480,7 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
                 np.dot(xs[xb + s * nb:xb + s * nb + m], W, z[:m])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            gemm(hs[cur - nb:cur], U, z[q * nb:(q + 1) * nb], False, False, 1.0, 1.0)  # z_s += h U
+            gemm_nn_small(hs[cur - nb:cur], U, z[q * nb:(q + 1) * nb], 1.0)  # z_s += h U
             for r in range(nb):
                 n = b0 + r
                 if _valid(t0, t1, n, t):
@@ -511,6 +511,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
     parts = np.empty((nblk, I + 1 + H, H), dtype=dt)        # [dW; db; dU] of each block
+    UT = np.ascontiguousarray(U.T)                          # per-step dh += dA_s U^T
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
@@ -535,7 +536,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
                         _rnn_row_back(g, hs[cur + r], act, dZ[d + r])
                     else:
                         _zero_row(dZ[d + r])        # dh[r] passes through
-                gemm(dZ[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dZ_s U^T
+                gemm_nn_small(dZ[d:d + nb], UT, dh, 1.0)        # dh += dZ_s U^T
             _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dZ, dZ, W, False, parts[k], parts[k],
                          dxs, dx)
         dh0[b0:b1] = dh
@@ -583,8 +584,7 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
                 np.dot(xs[q:e], W, acts[q:e])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            gemm(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], False, False, 1.0,
-                 1.0)
+            gemm_nn_small(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], 1.0)
             for r in range(nb):                                     # ^ acts_s += h U
                 n = b0 + r
                 if _valid(t0, t1, n, t):
@@ -622,6 +622,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt)
     parts = np.empty((nblk, I + 1 + H, G), dtype=dt)        # [dW; db; dU] of each block
+    UT = np.ascontiguousarray(U.T)                          # per-step dh += dA_s U^T
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
@@ -650,7 +651,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
                                         dAf, _u((d + r) * G), H)
                     else:
                         _zero_row(dA[d + r])        # dh[r], dc[r] pass through
-                gemm(dA[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dA_s U^T
+                gemm_nn_small(dA[d:d + nb], UT, dh, 1.0)        # dh += dA_s U^T
             _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dA, W, False, parts[k], parts[k],
                          dxs, dx)
         dh0[b0:b1] = dh
@@ -698,7 +699,7 @@ def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
                 np.dot(xs[q:e], W, acts[q:e])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            np.dot(hs[cur - nb:cur], U, tmp)                        # recurrent GEMM
+            gemm_nn_small(hs[cur - nb:cur], U, tmp, 0.0)            # recurrent GEMM
             for r in range(nb):
                 n = b0 + r
                 row = xb + s * nb + r
@@ -734,6 +735,7 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
     px = np.empty((nblk, I + 1, G), dtype=dt)               # [dW; db] of each block
+    UT = np.ascontiguousarray(U.T)                          # per-step dh += dA_s U^T
     ph = np.empty((nblk, 1 + H, G), dtype=dt)               # [dbh; dU] of each block
     for k in prange(nblk):
         old = _ftz_enter()
@@ -763,7 +765,7 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
                     else:
                         _zero_row(dA[d + r])
                         _zero_row(dR[d + r])
-                gemm(dR[d:d + nb], U, dh, False, True, 1.0, 1.0)        # dh += dR_s U^T
+                gemm_nn_small(dR[d:d + nb], UT, dh, 1.0)        # dh += dR_s U^T
             _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dR, W, True, px[k], ph[k],
                          dxs, dx)
         dh0[b0:b1] = dh

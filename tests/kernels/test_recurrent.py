@@ -363,6 +363,35 @@ def test_bit_identical_across_runs_builds_and_threads(cell):
         numba.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_per_step_products_cut_into_pieces(cell):
+    """The per-step GEMMs cut for OpenBLAS's small-matrix kernels (_blas.small_mnk, set on
+    AVX-512 builds only) give the same results as one call each, and the same on every run."""
+    from kernels.cpu import _blas
+    rng = np.random.default_rng(11)
+    B, T, I, H = 64, 5, 3, 72                   # 2 blocks of 32 rows; U (72, G*72)
+    assert _blas.pieces(32, 4 * H, H, 20000) != (1, 1)
+    x, p, h0, c0, t0, t1 = make(cell, B, T, I, H, rng, ragged=True)
+    dy, dhT = rng.standard_normal((B, T, H)), rng.standard_normal((B, H))
+    dcT = 0.5 * dhT if cell == "lstm" else None
+
+    def run():
+        y, hT, cT, cache = run_forward(cell, x, p, h0, c0, t0, t1, False)
+        g = run_backward(cell, p, t0, t1, False, cache, dy, dhT, dcT)
+        return [y, hT] + [g[k] for k in sorted(g)]
+
+    old = _blas.small_mnk(0)
+    try:
+        whole = run()
+        _blas.small_mnk(20000)
+        cut, again = run(), run()
+    finally:
+        _blas.small_mnk(old)
+    for a, b, c in zip(whole, cut, again):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+        assert b.tobytes() == c.tobytes()
+
+
 def test_need_dx_false_and_final_state_only():
     rng = np.random.default_rng(2)
     x, p, h0, c0, t0, t1 = make("lstm", 4, 5, 3, 2, rng, ragged=True)
