@@ -89,7 +89,7 @@ def _openblas_core():
 
 
 def small_mnk(limit=None):
-    """The largest m*n*k that ``gemm_nn_small`` hands to BLAS in one call (0: no cutting).
+    """The largest m*n*k that ``gemm_small`` hands to BLAS in one call (0: no cutting).
     With ``limit``, set it (to undo a change, pass the returned old value back).  Returns the
     value in force before the call."""
     old = _SMALL_MNK.value
@@ -115,7 +115,7 @@ def _small_limit(typingctx):
 
 @njit(cache=True)
 def pieces(m, n, k, lim):
-    """(pn, pk): how many column and depth pieces ``gemm_nn_small`` cuts an (m, k) @ (k, n)
+    """(pn, pk): how many column and depth pieces ``small_operand`` cuts an (m, k) @ (k, n)
     product into under the limit ``lim`` (0: none): the larger of n / pn and k / pk is halved
     until m * (n / pn) * (k / pk) <= lim or the halved side would fall under 32."""
     pn, pk = 1, 1
@@ -128,16 +128,37 @@ def pieces(m, n, k, lim):
 
 
 @njit(cache=True)
-def gemm_nn_small(a, b, out, beta):
-    """out = a @ b + beta out (a (m, k), b (k, n), views as for ``gemm``), in ``pieces``
-    under ``small_mnk()``: the depth pieces accumulate in order, so results depend on the
-    shapes and the limit only."""
-    m, n = out.shape
-    k = a.shape[1]
+def small_operand(b, m):
+    """b (k, n), the fixed second operand of products with m-row first operands, cut into
+    ``pieces`` under ``small_mnk()`` and each piece stored contiguously (the small-matrix
+    kernels read b in place, and a piece's rows 4n bytes apart hit the same cache sets: h U
+    at H = 128 took 46 us a step from U's columns in place, 35 us from contiguous pieces).
+    Returns (bp, pn, pk) for ``gemm_small``: row band j (rows k0:k1) fills bp[k0*n:k1*n],
+    its column piece c0:c1 at bp[k0*n + c0*(k1 - k0):] as a (k1 - k0, c1 - c0) matrix."""
+    k, n = b.shape
     pn, pk = pieces(m, n, k, _small_limit())
+    bp = np.empty(k * n, dtype=b.dtype)
     for j in range(pk):
         k0, k1 = j * k // pk, (j + 1) * k // pk
         for i in range(pn):
             c0, c1 = i * n // pn, (i + 1) * n // pn
-            gemm(a[:, k0:k1], b[k0:k1, c0:c1], out[:, c0:c1], False, False, 1.0,
-                 beta if j == 0 else 1.0)
+            o = k0 * n + c0 * (k1 - k0)
+            bp[o:o + (k1 - k0) * (c1 - c0)].reshape(k1 - k0, c1 - c0)[:, :] = b[k0:k1, c0:c1]
+    return bp, pn, pk
+
+
+@njit(cache=True)
+def gemm_small(a, bpp, out, beta):
+    """out = a @ b + beta out, a (m, k) and out (m, n) views as for ``gemm``, b given as
+    bpp = small_operand(b, m): one BLAS call a piece, the depth pieces accumulating in order,
+    so results depend on the shapes and the limit only."""
+    bp, pn, pk = bpp
+    m, n = out.shape
+    k = a.shape[1]
+    for j in range(pk):
+        k0, k1 = j * k // pk, (j + 1) * k // pk
+        for i in range(pn):
+            c0, c1 = i * n // pn, (i + 1) * n // pn
+            o = k0 * n + c0 * (k1 - k0)
+            gemm(a[:, k0:k1], bp[o:o + (k1 - k0) * (c1 - c0)].reshape(k1 - k0, c1 - c0),
+                 out[:, c0:c1], False, False, 1.0, beta if j == 0 else 1.0)

@@ -74,7 +74,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from ._blas import gemm, gemm_nn_small
+from ._blas import gemm, gemm_small, small_operand
 from ._fpenv import ftz_enter as _ftz_enter
 from ._fpenv import ftz_exit as _ftz_exit
 from ._parallel import parallel_above
@@ -468,6 +468,7 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
+        Us = small_operand(U, nb)                   # U cut for the per-step h U
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
         S = _chunk(nb, T)
@@ -480,7 +481,7 @@ def rnn_forward(x, W, U, b, h0, t0, t1, reverse, act):
                 np.dot(xs[xb + s * nb:xb + s * nb + m], W, z[:m])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            gemm_nn_small(hs[cur - nb:cur], U, z[q * nb:(q + 1) * nb], 1.0)  # z_s += h U
+            gemm_small(hs[cur - nb:cur], Us, z[q * nb:(q + 1) * nb], 1.0)  # z_s += h U
             for r in range(nb):
                 n = b0 + r
                 if _valid(t0, t1, n, t):
@@ -511,11 +512,11 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
     parts = np.empty((nblk, I + 1 + H, H), dtype=dt)        # [dW; db; dU] of each block
-    UT = np.ascontiguousarray(U.T)                          # per-step dh += dA_s U^T
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
+        Us = small_operand(U.T, nb)                 # U^T cut for the per-step dA U^T
         hb = b0 * (T + 1)
         S = _chunk(nb, T)
         dZ = np.empty((nb * S, H), dtype=dt)                # one chunk of steps
@@ -536,7 +537,7 @@ def rnn_backward(W, U, t0, t1, reverse, act, xs, hs, dy, dhT, need_dx):
                         _rnn_row_back(g, hs[cur + r], act, dZ[d + r])
                     else:
                         _zero_row(dZ[d + r])        # dh[r] passes through
-                gemm_nn_small(dZ[d:d + nb], UT, dh, 1.0)        # dh += dZ_s U^T
+                gemm_small(dZ[d:d + nb], Us, dh, 1.0)        # dh += dZ_s U^T
             _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dZ, dZ, W, False, parts[k], parts[k],
                          dxs, dx)
         dh0[b0:b1] = dh
@@ -571,6 +572,7 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
+        Us = small_operand(U, nb)                   # U cut for the per-step h U
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
         hs[hb:hb + nb] = h0[b0:b1]
@@ -584,7 +586,7 @@ def lstm_forward(x, W, U, b, h0, c0, t0, t1, reverse):
                 np.dot(xs[q:e], W, acts[q:e])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            gemm_nn_small(hs[cur - nb:cur], U, acts[xb + s * nb:xb + (s + 1) * nb], 1.0)
+            gemm_small(hs[cur - nb:cur], Us, acts[xb + s * nb:xb + (s + 1) * nb], 1.0)
             for r in range(nb):                                     # ^ acts_s += h U
                 n = b0 + r
                 if _valid(t0, t1, n, t):
@@ -622,11 +624,11 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt)
     parts = np.empty((nblk, I + 1 + H, G), dtype=dt)        # [dW; db; dU] of each block
-    UT = np.ascontiguousarray(U.T)                          # per-step dh += dA_s U^T
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
+        Us = small_operand(U.T, nb)                 # U^T cut for the per-step dA U^T
         xb, hb = b0 * T, b0 * (T + 1)
         S = _chunk(nb, T)
         dA = np.empty((nb * S, G), dtype=dt)                # one chunk of steps
@@ -651,7 +653,7 @@ def lstm_backward(W, U, t0, t1, reverse, xs, acts, hs, cs, dy, dhT, dcT, need_dx
                                         dAf, _u((d + r) * G), H)
                     else:
                         _zero_row(dA[d + r])        # dh[r], dc[r] pass through
-                gemm_nn_small(dA[d:d + nb], UT, dh, 1.0)        # dh += dA_s U^T
+                gemm_small(dA[d:d + nb], Us, dh, 1.0)        # dh += dA_s U^T
             _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dA, W, False, parts[k], parts[k],
                          dxs, dx)
         dh0[b0:b1] = dh
@@ -687,6 +689,7 @@ def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
+        Us = small_operand(U, nb)                   # U cut for the per-step h U
         xb, hb = b0 * T, b0 * (T + 1)
         _gather_steps(x, b0, b1, reverse, xs)
         tmp = np.empty((nb, G), dtype=dt)
@@ -699,7 +702,7 @@ def gru_forward(x, W, U, b, bh, h0, t0, t1, reverse):
                 np.dot(xs[q:e], W, acts[q:e])
             t = _time(s, T, reverse)
             cur = hb + (s + 1) * nb
-            gemm_nn_small(hs[cur - nb:cur], U, tmp, 0.0)            # recurrent GEMM
+            gemm_small(hs[cur - nb:cur], Us, tmp, 0.0)            # recurrent GEMM
             for r in range(nb):
                 n = b0 + r
                 row = xb + s * nb + r
@@ -735,12 +738,12 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
     dx = np.empty((B if need_dx else 0, T, I), dtype=dt)
     dh0 = np.empty((B, H), dtype=dt)
     px = np.empty((nblk, I + 1, G), dtype=dt)               # [dW; db] of each block
-    UT = np.ascontiguousarray(U.T)                          # per-step dh += dA_s U^T
     ph = np.empty((nblk, 1 + H, G), dtype=dt)               # [dbh; dU] of each block
     for k in prange(nblk):
         old = _ftz_enter()
         b0, b1 = _bounds(k, B, nblk)
         nb = b1 - b0
+        Us = small_operand(U.T, nb)                 # U^T cut for the per-step dA U^T
         xb, hb = b0 * T, b0 * (T + 1)
         S = _chunk(nb, T)
         dA = np.empty((nb * S, G), dtype=dt)     # dL/d(x W + b)   [r z n], one chunk of steps
@@ -765,7 +768,7 @@ def gru_backward(W, U, t0, t1, reverse, xs, acts, un, hs, dy, dhT, need_dx):
                     else:
                         _zero_row(dA[d + r])
                         _zero_row(dR[d + r])
-                gemm_nn_small(dR[d:d + nb], UT, dh, 1.0)        # dh += dR_s U^T
+                gemm_small(dR[d:d + nb], Us, dh, 1.0)        # dh += dR_s U^T
             _chunk_grads(xs, hs, b0, b1, q0, q1, T, reverse, dA, dR, W, True, px[k], ph[k],
                          dxs, dx)
         dh0[b0:b1] = dh

@@ -1,10 +1,10 @@
 """kernels.cpu._blas: gemm, the strided BLAS call shared by the dense, recurrent and RBM
-kernels, and gemm_nn_small, the recurrences' per-step product cut into pieces, against NumPy."""
+kernels, and gemm_small, the recurrences' per-step product cut into pieces, against NumPy."""
 import numpy as np
 import pytest
 
 from kernels.cpu import _blas
-from kernels.cpu._blas import gemm, gemm_nn_small, pieces
+from kernels.cpu._blas import gemm, gemm_small, pieces, small_operand
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -41,25 +41,29 @@ def test_pieces_fit_the_limit_and_stop_at_32():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("limit", [0, 10**6, 20000])
-def test_gemm_nn_small_matches_numpy(dtype, limit, rng):
-    """Every cut (uneven pieces included) gives a @ b + beta out on strided views, and the
-    same bits on every call."""
+def test_gemm_small_matches_numpy(dtype, limit, rng):
+    """Every cut (uneven pieces included) gives a @ b + beta out on strided views (b a
+    transposed view too), and the same bits on every call."""
     old = _blas.small_mnk(limit)
     try:
         assert _blas.small_mnk() == limit
         for m, n, k, beta in ((32, 400, 100, 1.0), (7, 130, 97, 0.0), (64, 66, 300, 1.0)):
             a = rng.standard_normal((m, k + 3)).astype(dtype)[:, 2:2 + k]
             b = rng.standard_normal((k, n + 5)).astype(dtype)[:, 1:1 + n]
+            if beta == 0:
+                b = np.ascontiguousarray(b.T).T             # an F-ordered view
+            bp = small_operand(b, m)
+            assert bp[1:] == pieces(m, n, k, limit)
             out0 = rng.standard_normal((m, n)).astype(dtype)
             if beta == 0:
                 out0[0, 0] = np.nan                     # never read with beta = 0
             want = a.astype(np.float64) @ b + beta * np.nan_to_num(out0.astype(np.float64))
             got = out0.copy()
-            gemm_nn_small(a, b, got, beta)
+            gemm_small(a, bp, got, beta)
             tol = 1e-4 if dtype == np.float32 else 1e-12
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
             again = out0.copy()
-            gemm_nn_small(a, b, again, beta)
+            gemm_small(a, bp, again, beta)
             assert np.array_equal(got, again)
     finally:
         _blas.small_mnk(old)
