@@ -384,8 +384,10 @@ def _wide_grad(dy, y, n, co, act, Wp, M, gw):
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_FM)
 def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
-    """dW (C_out, Cg, KH, KW) and db (C_out,), parallel over output channels; each sums over
-    the batch in sample order, one partial sum per sample (wide planes)."""
+    """dW (C_out, Cg, KH, KW) and db (C_out,), parallel over a fixed number of sample chunks
+    (each reads its samples' gradient planes once, in memory order, and pads each input plane
+    once for all output channels); each chunk sums its samples in order into its own partial,
+    the partials are summed in chunk order."""
     N, C, H, Wd = x.shape
     Cout, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
     Cg = C // groups
@@ -397,29 +399,33 @@ def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
     L = (OH - 1) * Wp + OW
     xflat = x.reshape(-1)
     nine = KH == 3 and KW == 3 and Cg == 1          # one pass for all nine taps
-    dWf = np.empty((Cout, K), dtype=x.dtype)
-    db = np.empty(Cout, dtype=x.dtype)
-    for co in prange(Cout):
-        c0 = (co // cout_g) * Cg
-        z = x.dtype.type(0)
-        tb = z
-        dwr = dWf[co]
-        for t in range(K):
-            dwr[t] = z
+    nc = min(N, 16)
+    pw = np.zeros((nc, Cout, K), dtype=x.dtype)
+    pb = np.zeros((nc, Cout), dtype=x.dtype)
+    for k in prange(nc):
         pad = np.empty(0 if view else Cg * Hn * Wn, dtype=x.dtype)
         gw = np.zeros(L, dtype=x.dtype)
-        for n in range(N):
-            tb += _wide_grad(dy, y, n, co, act, Wp, 0, gw)
-            if view:
-                src, base = xflat, (n * C + c0) * H * Wd
-            else:
-                _pad_planes(x, n, c0, Cg, pt, pl, Hn, Wn, pad)
-                src, base = pad, 0
-            if nine:
-                _taps9_dots(gw, src, base, dh, dw, Wp, dwr)
-            else:
-                _taps_dots(gw, src, base, Hp * Wp, Cg, KH, KW, dh, dw, Wp, dwr)
-        db[co] = tb
+        for n in range(k * N // nc, (k + 1) * N // nc):
+            for grp in range(groups):
+                c0 = grp * Cg
+                if view:
+                    src, base = xflat, (n * C + c0) * H * Wd
+                else:
+                    _pad_planes(x, n, c0, Cg, pt, pl, Hn, Wn, pad)
+                    src, base = pad, 0
+                for co in range(grp * cout_g, (grp + 1) * cout_g):
+                    pb[k, co] += _wide_grad(dy, y, n, co, act, Wp, 0, gw)
+                    if nine:
+                        _taps9_dots(gw, src, base, dh, dw, Wp, pw[k, co])
+                    else:
+                        _taps_dots(gw, src, base, Hp * Wp, Cg, KH, KW, dh, dw, Wp, pw[k, co])
+    dWf = pw[0].copy()
+    db = pb[0].copy()
+    for k in range(1, nc):
+        for co in range(Cout):
+            db[co] += pb[k, co]
+            for t in range(K):
+                dWf[co, t] += pw[k, co, t]
     return dWf.reshape(Cout, Cg, KH, KW), db
 
 
