@@ -179,6 +179,27 @@ def test_matches_numpy_reference_float64_and_float32(seed):
                     assert err < tol, f"{name} {np.dtype(dtype)} algo={algo} {cfg}: {err:.3g}"
 
 
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_direct_3x3_single_channel_path_matches_reference(act):
+    """The direct algorithm's nine-tap path (a 3x3 filter on one input channel per group:
+    shifted copies of the input plane, output and gradient planes in place), in place on x and
+    on a padded copy, dilated, depthwise, float64 and float32."""
+    rng = np.random.default_rng(31)
+    for C, Co, groups, pads, d in ((1, 5, 1, (0, 0, 0, 0), (1, 1)), (1, 4, 1, (2, 0, 1, 2), (2, 1)),
+                                   (3, 6, 3, (1, 1, 1, 1), (1, 2))):
+        cfg = dict(N=3, C=C, Co=Co, H=11, W=9, k=(3, 3), s=(1, 1), d=d, pads=pads,
+                   groups=groups, act=act)
+        x, W, b = make_inputs(rng, cfg, np.float64)
+        y_ref = ref_conv(x, W, b, cfg["s"], pads, d, groups, act)
+        dy = rng.standard_normal(y_ref.shape)
+        grads_ref = ref_conv_grads(x, W, y_ref, dy, cfg["s"], pads, d, groups, act)
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+            out = run_kernels(cfg, *(a.astype(dtype) for a in (x, W, b)), K.ALGO_DIRECT,
+                              dy.astype(dtype))
+            for name, got, ref in zip(("y", "dx", "dW", "db"), out, (y_ref,) + grads_ref):
+                assert rel_err(got, ref) < tol, (name, np.dtype(dtype), cfg, rel_err(got, ref))
+
+
 def test_float32_agrees_with_float64_on_a_training_sized_layer():
     """A layer of realistic size (several batch chunks, sub-batched columns) in float32 agrees
     with the same computation in float64."""
