@@ -245,17 +245,20 @@ def _taps9_plane(yf, q, X, Hp, w, bv, dh, OH, OW, act):
     c1 = M
     c2 = M + M
     n = U(OH * OW)
-    if act == ACT_NONE:
+    if act == ACT_RELU:
+        z = bv * 0
         for i in range(n):
-            yf[q + i] = (bv + w0 * X[i] + w1 * X[c1 + i] + w2 * X[c2 + i]
-                         + w3 * X[r1 + i] + w4 * X[c1 + r1 + i] + w5 * X[c2 + r1 + i]
-                         + w6 * X[r2 + i] + w7 * X[c1 + r2 + i] + w8 * X[c2 + r2 + i])
-    else:
+            yf[q + i] = max(z, bv + w0 * X[i] + w1 * X[c1 + i] + w2 * X[c2 + i]
+                            + w3 * X[r1 + i] + w4 * X[c1 + r1 + i] + w5 * X[c2 + r1 + i]
+                            + w6 * X[r2 + i] + w7 * X[c1 + r2 + i] + w8 * X[c2 + r2 + i])
+        return
+    for i in range(n):
+        yf[q + i] = (bv + w0 * X[i] + w1 * X[c1 + i] + w2 * X[c2 + i]
+                     + w3 * X[r1 + i] + w4 * X[c1 + r1 + i] + w5 * X[c2 + r1 + i]
+                     + w6 * X[r2 + i] + w7 * X[c1 + r2 + i] + w8 * X[c2 + r2 + i])
+    if act != ACT_NONE:         # a separate pass: _activate's branches keep a loop scalar
         for i in range(n):
-            yf[q + i] = _activate(bv + w0 * X[i] + w1 * X[c1 + i] + w2 * X[c2 + i]
-                                  + w3 * X[r1 + i] + w4 * X[c1 + r1 + i] + w5 * X[c2 + r1 + i]
-                                  + w6 * X[r2 + i] + w7 * X[c1 + r2 + i] + w8 * X[c2 + r2 + i],
-                                  act, one)
+            yf[q + i] = _activate(yf[q + i], act, one)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
