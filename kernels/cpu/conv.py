@@ -28,12 +28,14 @@ Three algorithms, each a forward/backward pair; ``conv2d_forward`` / ``conv2d_ba
 one per shape (``conv2d_algorithm``), and each can be called directly:
 
 * ``direct`` (stride 1 only): loops over the taps on "wide" planes (below), each tap one long
-  vectorised multiply-add (a 3x3 filter on one channel: all nine taps in one pass, and its
-  nine weight-gradient sums in one pass).  Used when one group's receptive field is small
-  (``C_in/groups * KH * KW <= DIRECT_MAX_K``, e.g. a first layer on one input channel or a
-  depthwise convolution), where a GEMM would have a tiny inner dimension.  Forward and dx are
-  parallel over (sample, channel) planes, dW and db over output channels (each computes its own
-  dW[co] over the whole batch, in sample order).
+  vectorised multiply-add (a 3x3 filter on one channel: all nine taps in one pass over three
+  column-shifted copies of the input plane, writing the output plane and reading the gradient
+  plane in place, and its nine weight-gradient sums in one pass).  Used when one group's
+  receptive field is small (``C_in/groups * KH * KW <= DIRECT_MAX_K``, e.g. a first layer on
+  one input channel or a depthwise convolution), where a GEMM would have a tiny inner
+  dimension.  Forward and dx are parallel over (sample, channel) planes, dW and db over 16
+  sample chunks (each reads its samples' gradient planes once, in memory order; the chunks'
+  partials are summed in chunk order).
 * ``winograd`` (3x3, stride 1, dilation 1, one group): F(2x2, 3x3), 16 BLAS GEMMs per batch
   chunk on transformed tiles, 2.25x fewer multiplies than im2col; the backward transforms the
   gradient tiles once for both dW and dx, each the transpose of the forward (see the section
