@@ -80,12 +80,13 @@ llvm.add_symbol("dlkit_blas_small_mnk", ctypes.addressof(_SMALL_MNK))
 
 
 def _openblas_core():
-    """The kernels scipy's OpenBLAS picked (lower case), '' when that cannot be told."""
+    """The kernels scipy's OpenBLAS picked (lower case): scipy's own OpenBLAS, else the one
+    OpenBLAS loaded; '' when that cannot be told (another BLAS, or OpenBLASes that differ)."""
     from threadpoolctl import threadpool_info
-    for d in threadpool_info():
-        if d.get("internal_api") == "openblas" and "scipy" in d.get("filepath", ""):
-            return (d.get("architecture") or "").lower()
-    return ""
+    libs = [d for d in threadpool_info() if d.get("internal_api") == "openblas"]
+    libs = [d for d in libs if "scipy" in d.get("filepath", "")] or libs
+    cores = {(d.get("architecture") or "").lower() for d in libs}
+    return cores.pop() if len(cores) == 1 else ""
 
 
 def small_mnk(limit=None):
