@@ -1,4 +1,5 @@
-"""``gemm``: BLAS matrix products on strided row-major views, callable from njit kernels.
+"""``gemm``: BLAS matrix products on strided row-major views, callable from njit kernels;
+``gemm_small``: the same cut for OpenBLAS's small-matrix kernels (below).
 
 ``np.dot`` in Numba wants contiguous operands and cannot scale or accumulate; the kernels need
 all three: a column block ``W[:, j0:j1]`` multiplied in place, ``x[:, c0:c1].T`` without a
@@ -6,7 +7,7 @@ transposed copy, ``acc += h @ U`` in a recurrence, ``dW = x.T @ g / N``.  ``gemm
 same BLAS as ``np.dot`` (scipy's, through Numba's ``numba_xxgemm`` helper; ``import dlkit``
 pins it to one thread, the kernels split the work across ``prange`` themselves).
 
-This is the one njit helper shared across kernel files.  Numba's on-disk cache is invalidated
+These are the only njit helpers shared across kernel files.  Numba's on-disk cache is invalidated
 only by edits to a kernel's own file, so after editing this file clear the caches
 (``find kernels -name __pycache__ -exec rm -rf {} +``).
 """
