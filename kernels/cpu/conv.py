@@ -142,9 +142,9 @@ def _activation_grad(y, act, one):
 # of length L = (OH-1)*Wp + OW over that row length (the Wp-OW entries past each output row are
 # junk and never copied out).  Tap (kh, kw) then reads the input plane at the flat offset
 # kh*dh*Wp + kw*dw, so every tap is one long, contiguous, vectorisable loop instead of OH short
-# rows.  Taps are applied three at a time (one pass over the accumulator per three taps; nine
-# for a 3x3 filter on one channel, _taps9_plane / _taps9_dots).  This
-# needs stride 1; strided convolutions go to im2col.
+# rows.  Taps are applied three at a time (one pass over the accumulator per three taps; a 3x3
+# filter on one channel goes its own way, below).  This needs stride 1; strided convolutions go
+# to im2col.
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
