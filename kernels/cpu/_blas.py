@@ -129,22 +129,29 @@ def pieces(m, n, k, lim):
     return pn, pk
 
 
+@njit(cache=True, inline="always")
+def _piece(j, i, k, n, pk, pn):
+    """Rows k0:k1 and columns c0:c1 of b in piece (j, i), and where ``small_operand`` stores it
+    (row band j fills [k0*n, k1*n), its column piece i starts at o)."""
+    k0, k1 = j * k // pk, (j + 1) * k // pk
+    c0, c1 = i * n // pn, (i + 1) * n // pn
+    return k0, k1, c0, c1, k0 * n + c0 * (k1 - k0)
+
+
 @njit(cache=True)
 def small_operand(b, m):
     """b (k, n), the fixed second operand of products with m-row first operands, cut into
     ``pieces`` under ``small_mnk()`` and each piece stored contiguously (the small-matrix
     kernels read b in place, and a piece's rows 4n bytes apart hit the same cache sets: h U
     at H = 128 took 46 us a step from U's columns in place, 35 us from contiguous pieces).
-    Returns (bp, pn, pk) for ``gemm_small``: row band j (rows k0:k1) fills bp[k0*n:k1*n],
-    its column piece c0:c1 at bp[k0*n + c0*(k1 - k0):] as a (k1 - k0, c1 - c0) matrix."""
+    Returns (bp, pn, pk) for ``gemm_small``; each piece is a (k1 - k0, c1 - c0) matrix at
+    ``_piece``'s offset."""
     k, n = b.shape
     pn, pk = pieces(m, n, k, _small_limit())
     bp = np.empty(k * n, dtype=b.dtype)
     for j in range(pk):
-        k0, k1 = j * k // pk, (j + 1) * k // pk
         for i in range(pn):
-            c0, c1 = i * n // pn, (i + 1) * n // pn
-            o = k0 * n + c0 * (k1 - k0)
+            k0, k1, c0, c1, o = _piece(j, i, k, n, pk, pn)
             bp[o:o + (k1 - k0) * (c1 - c0)].reshape(k1 - k0, c1 - c0)[:, :] = b[k0:k1, c0:c1]
     return bp, pn, pk
 
@@ -158,9 +165,7 @@ def gemm_small(a, bpp, out, beta):
     m, n = out.shape
     k = a.shape[1]
     for j in range(pk):
-        k0, k1 = j * k // pk, (j + 1) * k // pk
         for i in range(pn):
-            c0, c1 = i * n // pn, (i + 1) * n // pn
-            o = k0 * n + c0 * (k1 - k0)
+            k0, k1, c0, c1, o = _piece(j, i, k, n, pk, pn)
             gemm(a[:, k0:k1], bp[o:o + (k1 - k0) * (c1 - c0)].reshape(k1 - k0, c1 - c0),
                  out[:, c0:c1], False, False, 1.0, beta if j == 0 else 1.0)

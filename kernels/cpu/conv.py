@@ -432,7 +432,7 @@ def _direct_dw_db(x, y, dy, KH, KW, sh, sw, pt, pl, dh, dw, groups, act):
     dyf = dy.reshape(-1)
     for k in prange(nc):
         pad = np.empty(0 if view else Cg * Hn * Wn, dtype=x.dtype)
-        gw = np.zeros(L, dtype=x.dtype)
+        gw = np.zeros(0 if nine else L, dtype=x.dtype)
         X = np.empty(3 * Hp * OW if nine else 0, dtype=x.dtype)
         gp = np.empty(OH * OW if nine and act != ACT_NONE else 0, dtype=x.dtype)
         for n in range(k * N // nc, (k + 1) * N // nc):
@@ -865,11 +865,12 @@ def _wino_input_tf(x, n, C, pt, pl, TH, TW, Xe, R, V, t0):
                 j = pl + w
                 Xe[((U(pt + r) * _2 + U(j % 2)) * h + U(j // 2)) * uC + U(c)] = xf[sx + U(w)]
     m = U(TW) * uC                                      # a tile row's tiles x channels
+    od = h * uC                                         # where a row's odd columns start
     Vs = V.shape[0] // 16
+    r0, r1, r2, r3 = R[0], R[1], R[2], R[3]
     for th in range(TH):
         d0 = U(2 * th) * L
         d1, d2, d3 = d0 + L, d0 + _2 * L, d0 + _3 * L
-        r0, r1, r2, r3 = R[0], R[1], R[2], R[3]
         for i in range(L):
             r0[i] = Xe[d0 + i] - Xe[d2 + i]
         for i in range(L):
@@ -881,7 +882,6 @@ def _wino_input_tf(x, n, C, pt, pl, TH, TW, Xe, R, V, t0):
         o = U((t0 + th * TW) * C)
         for xi in range(4):
             ev = R[xi]
-            od = h * uC                                 # odd columns start here
             b = U(4 * xi * Vs) + o
             for j in range(m):                          # nu = 0: d0 - d2
                 V[b + j] = ev[j] - ev[uC + j]
