@@ -1,5 +1,12 @@
 """Shared test fixtures.  Data-set tests find the data through $DLKIT_DATA (.ci/run sets it to
-../shared/data); without it they skip with a reason that says how to provide it."""
+../shared/data); without it they skip with a reason that says how to provide it.
+
+Peers (PyTorch, scikit-learn) that some tests compare against come from the ``test`` extra's
+``peers`` companion (``pip install -e ".[test,peers]"``).  ``need("torch")`` imports one: outside
+CI a missing peer skips the test; with the environment variable ``CI`` set (.ci/run sets it) a
+missing peer FAILS the test, so a CI run can never pass while quietly skipping every comparison
+with a trusted framework."""
+import importlib
 import os
 
 import numpy as np
@@ -20,6 +27,50 @@ def data_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def in_ci():
+    """True when the environment variable CI is set to anything but '', '0' or 'false'."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+_PEER_TESTS = {}     # nodeid -> peer module, for the closing summary
+
+
+def need(module):
+    """Import and return a peer module (``"torch"``, ``"sklearn.neural_network"``).  Missing:
+    skip outside CI, fail in CI (where .ci/run installs the ``peers`` extra)."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
+    _PEER_TESTS[test] = module.split(".")[0]
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        msg = (f"this test compares with {module}, which is not installed ({e}); "
+               'pip install -e ".[test,peers]"')
+        if in_ci():
+            pytest.fail(f"CI is set but {msg}", pytrace=False)
+        pytest.skip(msg)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per peer comparison with its outcome, so a CI log shows them ran and passed."""
+    if not _PEER_TESTS:
+        return
+    outcome = {}
+    for key in ("passed", "failed", "skipped", "error"):
+        for rep in terminalreporter.stats.get(key, []):
+            if getattr(rep, "nodeid", None) in _PEER_TESTS:
+                if key != "passed" or outcome.get(rep.nodeid) is None:
+                    outcome[rep.nodeid] = key
+    terminalreporter.section("comparisons with peers (tests/conftest.py need())")
+    for test, peer in sorted(_PEER_TESTS.items()):
+        terminalreporter.line(f"{outcome.get(test, '?').upper():8s} {peer:8s} {test}")
+
+
+@pytest.fixture(name="need")
+def need_fixture():
+    """The ``need`` function as a fixture, for test modules anywhere under tests/."""
+    return need
 
 
 # ---------------------------------------------------------------------------------------------

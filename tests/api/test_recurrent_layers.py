@@ -166,10 +166,10 @@ def test_spatial_dropout_masks_channels_and_is_identity_in_eval():
 
 
 # ------------------------------------------------------------------ semantics
-def test_torch_weight_mapping_documented():
+def test_torch_weight_mapping_documented(need):
     """The layer docstring's mapping from PyTorch: W = weight_ih.T, U = weight_hh.T,
     b = b_ih + b_hh (LSTM) -- checked end to end through the layer with a ragged batch."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     torch.manual_seed(0)
     m = torch.nn.LSTM(3, 4, batch_first=True).double()
     layer = L.LSTM(4, return_sequences=True)

@@ -403,8 +403,8 @@ def test_bit_identical_repeats_thread_counts_and_alignments():
                     assert a.tobytes() == r.tobytes(), (name, algo, cfg)
 
 
-def test_matches_pytorch():
-    torch = pytest.importorskip("torch")
+def test_matches_pytorch(need):
+    torch = need("torch")
     F = torch.nn.functional
     rng = np.random.default_rng(12)
     for i in range(10):

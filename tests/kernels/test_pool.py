@@ -256,8 +256,8 @@ def test_bit_identical_repeats_and_thread_counts():
                 assert a.tobytes() == b.tobytes()
 
 
-def test_matches_pytorch():
-    torch = pytest.importorskip("torch")
+def test_matches_pytorch(need):
+    torch = need("torch")
     F = torch.nn.functional
     rng = np.random.default_rng(9)
     for k, s, p, shape in configs(rng, 12):

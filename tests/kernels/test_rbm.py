@@ -136,13 +136,13 @@ def test_free_energy_matches_formula(gaussian, rng):
                                ref_free_energy(v0, W, b, c, gaussian), rtol=1e-12, atol=1e-11)
 
 
-def test_free_energy_and_pseudo_likelihood_match_sklearn(rng):
+def test_free_energy_and_pseudo_likelihood_match_sklearn(rng, need):
     v0, W, b, c, *_ = problem(rng, 50, 64, 20, 1, False, scale=1.0)
     idx = rng.integers(0, 64, 50)
     pl = K.rbm_pseudo_likelihood(v0, W, b, c, idx)
     np.testing.assert_allclose(pl, ref_pseudo_likelihood(v0, W, b, c, idx), rtol=1e-10,
                                atol=1e-10)
-    sk = pytest.importorskip("sklearn.neural_network")
+    sk = need("sklearn.neural_network")
     m = sk.BernoulliRBM(n_components=20, random_state=7)
     m.components_, m.intercept_visible_, m.intercept_hidden_ = W.T.copy(), b, c
     m.n_features_in_ = 64

@@ -251,10 +251,10 @@ def _torch_module(torch, cell, I, H, p, reverse_p=None):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_matches_torch(cell):
+def test_matches_torch(cell, need):
     """Both directions of a bidirectional torch module, ragged (packed) batch, initial state:
     outputs, final states and every gradient."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     rng = np.random.default_rng(3)
     B, T, I, H = 5, 7, 4, 3
     x, pf, h0f, c0f, _, _ = make(cell, B, T, I, H, rng)
