@@ -1,6 +1,7 @@
 """Checkpoints: round trip, keep-K, and every way a checkpoint can be broken (issue: nothing
 lost, nothing silent).  Each broken case must give CheckpointError naming path and reason."""
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -53,7 +54,8 @@ def _rewrite_npz(path, arrays, fix_hash=True):
         np.savez(f, **arrays)
     if fix_hash:
         m = json.loads((path / "manifest.json").read_text())
-        m["sha256"] = C._sha256(path / "arrays.npz")
+        m["sha256"] = hashlib.sha256((path / "arrays.npz").read_bytes()).hexdigest()
+        m["manifest_sha256"] = hashlib.sha256(C._canonical(m)).hexdigest()
         (path / "manifest.json").write_text(json.dumps(m))
 
 
@@ -105,7 +107,7 @@ def corrupt_pickle(p, tmp):
 
 CORRUPTIONS = [(corrupt_truncate, "SHA-256"), (corrupt_flip, "SHA-256"),
                (corrupt_manifest_missing, "missing manifest.json"),
-               (corrupt_version, "version 99, expected 'dlkit-checkpoint' version 1"),
+               (corrupt_version, "version 99, expected 'dlkit-checkpoint' version 2"),
                (corrupt_shape, r"'params/fc1/W' is <f4 \[10, 7\], the manifest says <f4 \[50, 7\]"),
                (corrupt_pickle, "without pickle")]
 
