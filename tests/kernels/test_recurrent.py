@@ -12,7 +12,10 @@ import pytest
 from kernels.cpu import recurrent as K
 
 CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# "rnn_relu": the SimpleRNN with act=relu (K.ACT_RELU), checked like the others (finite
+# differences, the NumPy reference, PyTorch's nn.RNN(nonlinearity="relu"))
+ALL_CELLS = CELLS + ("rnn_relu",)
+GATES = {"rnn": 1, "lstm": 4, "gru": 3, "rnn_relu": 1}
 
 
 # ------------------------------------------------------------------ plain-NumPy reference
@@ -32,6 +35,9 @@ def ref_forward(cell, x, p, h0, c0, t0, t1, reverse):
         hp, cp = h, c
         if cell == "rnn":
             hn = np.tanh(x[:, t] @ p["W"] + hp @ p["U"] + p["b"])
+            rec = (hn,)
+        elif cell == "rnn_relu":
+            hn = np.maximum(x[:, t] @ p["W"] + hp @ p["U"] + p["b"], 0)
             rec = (hn,)
         elif cell == "lstm":
             a = x[:, t] @ p["W"] + hp @ p["U"] + p["b"]
@@ -64,6 +70,11 @@ def ref_backward(cell, x, p, tape, dy, dhT, dcT):
         if cell == "rnn":
             (hn,) = rec
             da = m * gh * (1 - hn ** 2)
+            dr = da
+            dh_direct = 0
+        elif cell == "rnn_relu":
+            (hn,) = rec
+            da = m * gh * (hn > 0)
             dr = da
             dh_direct = 0
         elif cell == "lstm":
@@ -120,10 +131,12 @@ def make(cell, B, T, I, H, rng, dtype=np.float64, ragged=False, state=True, scal
 
 
 def run_forward(cell, x, p, h0, c0, t0, t1, reverse, build=None):
-    f = {"rnn": K.rnn_forward, "lstm": K.lstm_forward, "gru": K.gru_forward}[cell]
+    f = {"rnn": K.rnn_forward, "lstm": K.lstm_forward, "gru": K.gru_forward,
+         "rnn_relu": K.rnn_forward}[cell]
     f = getattr(f, build) if build else f
-    if cell == "rnn":
-        y, hT, *cache = f(x, p["W"], p["U"], p["b"], h0, t0, t1, reverse, K.ACT_TANH)
+    if cell in ("rnn", "rnn_relu"):
+        act = K.ACT_RELU if cell == "rnn_relu" else K.ACT_TANH
+        y, hT, *cache = f(x, p["W"], p["U"], p["b"], h0, t0, t1, reverse, act)
         return y, hT, None, cache
     if cell == "lstm":
         y, hT, cT, *cache = f(x, p["W"], p["U"], p["b"], h0, c0, t0, t1, reverse)
@@ -133,10 +146,12 @@ def run_forward(cell, x, p, h0, c0, t0, t1, reverse, build=None):
 
 
 def run_backward(cell, p, t0, t1, reverse, cache, dy, dhT, dcT, need_dx=True, build=None):
-    f = {"rnn": K.rnn_backward, "lstm": K.lstm_backward, "gru": K.gru_backward}[cell]
+    f = {"rnn": K.rnn_backward, "lstm": K.lstm_backward, "gru": K.gru_backward,
+         "rnn_relu": K.rnn_backward}[cell]
     f = getattr(f, build) if build else f
-    if cell == "rnn":
-        dx, dW, dU, db, dh0 = f(p["W"], p["U"], t0, t1, reverse, K.ACT_TANH, *cache, dy, dhT,
+    if cell in ("rnn", "rnn_relu"):
+        act = K.ACT_RELU if cell == "rnn_relu" else K.ACT_TANH
+        dx, dW, dU, db, dh0 = f(p["W"], p["U"], t0, t1, reverse, act, *cache, dy, dhT,
                                 need_dx)
         return dict(x=dx, W=dW, U=dU, b=db, h0=dh0)
     if cell == "lstm":
@@ -158,7 +173,7 @@ GRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize("B,T,I,H,ragged,state,reverse,seq", GRAD_CASES)
 def test_gradcheck(cell, B, T, I, H, ragged, state, reverse, seq):
     rng = np.random.default_rng(B * 100 + T * 10 + H)
@@ -197,7 +212,7 @@ def test_gradcheck(cell, B, T, I, H, ragged, state, reverse, seq):
 
 
 # ------------------------------------------------------------------ references
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 # (130, 12): two blocks of 65 rows, so the kernels run 7-step time chunks (_CHUNK_ROWS = 512),
 # the first one partial
 @pytest.mark.parametrize("B,T,reverse", [(2, 6, False), (37, 6, True), (130, 12, False)])
@@ -209,6 +224,9 @@ def test_matches_numpy_reference(cell, B, T, reverse):
     x, p, h0, c0, t0, t1 = make(cell, B, T, I, H, rng, ragged=True)
     y, hT, cT, cache = run_forward(cell, x, p, h0, c0, t0, t1, reverse)
     yr, hr, cr, tape = ref_forward(cell, x, p, h0, c0, t0, t1, reverse)
+    if cell == "rnn_relu":      # both sides of the kink are exercised
+        live = yr[(np.arange(T) >= t0[:, None]) & (np.arange(T) < t1[:, None])]
+        assert 0.2 < np.mean(live > 0) < 0.8
     np.testing.assert_allclose(y, yr, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(hT, hr, rtol=1e-12, atol=1e-12)
     if cell == "lstm":
@@ -236,8 +254,10 @@ def test_matches_numpy_reference(cell, B, T, reverse):
 
 def _torch_module(torch, cell, I, H, p, reverse_p=None):
     """A float64 batch_first torch module holding p (and the reverse direction's params)."""
-    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-    m = cls(I, H, batch_first=True, bidirectional=reverse_p is not None).double()
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
+           "rnn_relu": torch.nn.RNN}[cell]
+    kw = {"nonlinearity": "relu"} if cell == "rnn_relu" else {}
+    m = cls(I, H, batch_first=True, bidirectional=reverse_p is not None, **kw).double()
     with torch.no_grad():
         for sfx, q in (("", p), ("_reverse", reverse_p)):
             if q is None:
@@ -250,7 +270,7 @@ def _torch_module(torch, cell, I, H, p, reverse_p=None):
     return m
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_matches_torch(cell, need):
     """Both directions of a bidirectional torch module, ragged (packed) batch, initial state:
     outputs, final states and every gradient."""
