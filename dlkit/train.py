@@ -8,7 +8,10 @@
 Each step: x = prepare(X[idx]), forward (train=True, key = fold_in(key, step)), loss,
 backward, a finiteness check of loss and grads (FloatingPointError naming the step and the
 tensor, raised before the update so params stay finite and no checkpoint is written for that
-step or after), the optimizer update.  The batch order of epoch e is
+step or after), the optimizer update, then a finiteness check of the updated params
+(FloatingPointError naming the step and the param; the params and optimizer state of before
+the step are kept, no checkpoint is written).  batch_size < 1, epochs < 0 and an empty
+training set are ValueErrors, raised before any work.  The batch order of epoch e is
 ``data.permutation(fold_in(key, EPOCH_SALT + e), n)``.  Checkpoints (``dlkit.checkpoint``)
 store params, optimizer state, the step, epoch, batch and running epoch sums, so a run resumed
 from any checkpoint ends bit for bit where an uninterrupted run with the same seed ends.
@@ -85,6 +88,23 @@ def _check_finite(loss, grads, step, epoch, batch):
                                  f"(epoch {epoch + 1}, batch {batch}); params were not updated")
 
 
+def _check_updated(params, step, epoch, batch):
+    """Raise if the update of ``step`` made any param non-finite (the caller keeps the params
+    and optimizer state of before the step, and writes no checkpoint)."""
+    flat = tree.flatten(params)
+    if device.all_finite(flat.values()):
+        return
+    name = next(k for k, p in flat.items() if not device.all_finite([p]))
+    raise FloatingPointError(f"non-finite value (NaN or Inf) in {name!r} after the update of "
+                             f"step {step} (epoch {epoch + 1}, batch {batch}); the params and "
+                             "optimizer state of before that step were kept, no checkpoint "
+                             "was written")
+
+
+_RESUME_META = ("key", "epoch", "batch", "sums", "history", "best", "since_best",
+                "batch_size", "n_train")
+
+
 def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=None,
         loss_fn=losses.softmax_cross_entropy, prepare=None, val=None, grad_transform=None,
         checkpoint_dir=None, checkpoint_every=None, keep=3, resume=False,
@@ -101,6 +121,11 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
     X, Y = train
     if len(X) != len(Y):
         raise ValueError(f"fit: X and Y have different lengths, {len(X)} and {len(Y)}")
+    if len(X) == 0:
+        raise ValueError("fit: the training set is empty (0 samples); expected at least one")
+    for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"fit: {name} must be an int >= {low}, got {value!r}")
     step_fn = nn.value_and_grad(model, loss_fn)
     on_dev = device.on_device_tree(params)
     opt_state = opt.init(params) if opt_state is None else opt_state
@@ -119,6 +144,15 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
                            opt_state=device.to_device(c.opt_state))
         if c is not None:
             m = c.meta
+            missing = [k for k in _RESUME_META if k not in m]
+            if missing:
+                raise ValueError(f"fit: checkpoint {c.path} was not written by fit: its meta "
+                                 f"lacks {missing}")
+            if (m["batch_size"], m["n_train"]) != (batch_size, len(X)):
+                raise ValueError(f"fit: checkpoint {c.path} was trained with batch_size "
+                                 f"{m['batch_size']} on {m['n_train']} samples, this run uses "
+                                 f"batch_size {batch_size} on {len(X)}: its batch position "
+                                 "would not resume the same order")
             if tuple(m.get("key", ())) != tuple(key):
                 raise ValueError(f"fit: checkpoint {c.path} was trained with key {m.get('key')}"
                                  f", this run uses {key}; pass the same --seed to resume")
@@ -153,10 +187,12 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
             if grad_transform is not None:
                 grads = grad_transform(grads)
             if opt.step is not None:
-                params, opt_state = opt.step(grads, opt_state, params)
+                new_params, new_state = opt.step(grads, opt_state, params)
             else:
-                updates, opt_state = opt.update(grads, opt_state, params)
-                params = apply_updates(params, updates)
+                updates, new_state = opt.update(grads, opt_state, params)
+                new_params = apply_updates(params, updates)
+            _check_updated(new_params, step, epoch, start_batch)
+            params, opt_state = new_params, new_state
             step += 1
             start_batch += 1
             sums = [sums[0] + loss * len(xb),
