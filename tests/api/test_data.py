@@ -133,11 +133,25 @@ def test_batches_are_seeded_and_resumable():
     k = random.key(4)
     full = list(data.batches(X, Y, 10, key=k))
     assert len(full) == 11 and len(full[-1][0]) == 3
-    assert np.array_equal(np.sort(np.concatenate([b[0] for b in full])), X)
+    order = np.concatenate([b[0] for b in full])
+    assert np.array_equal(np.sort(order), X)                 # every example exactly once
+    # shuffled: the order is the key's permutation, not the input order, and batches mix the
+    # whole range (a skipped shuffle, or one within batches only, fails here)
+    assert np.array_equal(order, data.permutation(k, 103))
+    assert not np.array_equal(order, X)
+    assert np.mean(order[1:] > order[:-1]) < 0.8
+    assert not all(np.array_equal(np.sort(b[0]), X[i * 10:(i + 1) * 10])
+                   for i, b in enumerate(full))
+    other = np.concatenate([b[0] for b in data.batches(X, Y, 10, key=random.key(5))])
+    assert not np.array_equal(order, other)                  # another key, another order
+    plain = list(data.batches(X, Y, 10))                     # no key: in order
+    assert np.array_equal(np.concatenate([b[0] for b in plain]), X)
     again = list(data.batches(X, Y, 10, key=k))
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(full, again))
+    assert len(again) == len(full)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(full, again, strict=True))
     tail = list(data.batches(X, Y, 10, key=k, start=4))
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(full[4:], tail))
+    assert len(tail) == 7
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(full[4:], tail, strict=True))
     assert all(np.array_equal(a[1], 2 * a[0]) for a in full)
     assert len(list(data.batches(X, Y, 10, key=k, drop_last=True))) == 10
     (xtr, ytr), (xva, yva) = data.train_val_split(X, Y, 0.2, k)

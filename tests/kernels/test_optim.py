@@ -45,7 +45,9 @@ def ref_run(name, params, grads_seq, lr, **hp):
 
 CASES = [("sgd", {}), ("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.9, "nesterov": True}),
          ("sgd", {"momentum": 0.5, "l2": 1e-2, "l1": 1e-3}), ("adam", {}),
-         ("adam", {"l2": 1e-2}), ("adamw", {"weight_decay": 0.1}), ("rmsprop", {}),
+         ("adam", {"l2": 1e-2}), ("adam", {"l1": 1e-3}), ("adam", {"l2": 1e-2, "l1": 1e-3}),
+         ("adamw", {"weight_decay": 0.1}), ("adam", {"weight_decay": 0.1, "l1": 1e-3}),
+         ("rmsprop", {}),
          ("rmsprop", {"momentum": 0.9, "l1": 1e-3})]
 
 
