@@ -313,8 +313,24 @@ def test_lstm_learns_fashion_mnist_rows(data_dir):
     assert acc > 0.70
 
 
+def bigram_nats(train_ids, x, y, V, alpha=0.1):
+    """Mean next-character loss (nats) of an add-alpha bigram count model fitted on train_ids,
+    scored on the windows (x, y): the trivial baseline a character LSTM must beat to show it
+    uses more than the previous character."""
+    tr = np.asarray(train_ids, np.int64)
+    counts = np.full((V, V), alpha)
+    np.add.at(counts, (tr[:-1], tr[1:]), 1.0)
+    logp = np.log(counts / counts.sum(1, keepdims=True))
+    return float(-logp[np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)].mean())
+
+
 @pytest.mark.slow
 def test_char_lstm_learns_tiny_shakespeare(data_dir):
+    """400 Adam steps of 32 windows x 32 characters (410k characters seen) must bring the
+    validation loss clearly below a bigram count model fitted on the whole training split and
+    scored on the same validation windows.  Measured: bigram 2.49 nats (unigram 3.35, uniform
+    ln 65 = 4.17); the LSTM 2.70 after 80 steps (the old budget: worse than the bigram),
+    2.26 after 240, 2.17 after 400.  Bar: bigram - 0.15 = 2.34."""
     from dlkit import data
     corpus = data.load_char_corpus("tinyshakespeare", data_dir=data_dir)
     V = len(corpus)
@@ -330,7 +346,7 @@ def test_char_lstm_learns_tiny_shakespeare(data_dir):
 
     step = nn.value_and_grad(model, seq_loss)
     first = None
-    for i in range(80):
+    for i in range(400):
         x, y = data.random_windows(corpus.train, 32, 32, random.fold_in(random.key(1), i))
         loss, _, grads = step(params, x, y)
         first = loss if first is None else first
@@ -338,4 +354,6 @@ def test_char_lstm_learns_tiny_shakespeare(data_dir):
         params = optim.apply_updates(params, updates)
     xv, yv = data.sequential_windows(corpus.val[:20000], 32)
     val, _ = seq_loss(model.forward(params, xv)[0], yv)
-    assert first > 4.0 and val < 2.9          # from ln 65 = 4.17 to well below unigram level
+    bigram = bigram_nats(corpus.train, xv, yv, V)
+    assert 2.3 < bigram < 2.7, bigram          # the baseline itself is sane
+    assert first > 4.0 and val < bigram - 0.15, (val, bigram)
