@@ -130,11 +130,12 @@ def _sha256(f):
     return h.hexdigest()
 
 
-def _remove(dir_fd, name):
-    """Remove entry ``name`` of dir_fd: a real folder with its contents, anything else (a
-    symlink included, never its target) unlinked."""
+def _remove(dir_fd, folder, name):
+    """Remove entry ``name`` of ``folder`` (open as dir_fd): a real folder with its contents
+    (rmtree never follows symlinks), anything else (a symlink included, never its target)
+    unlinked."""
     if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)
+        shutil.rmtree(folder / name)
     else:
         os.unlink(name, dir_fd=dir_fd)
 
@@ -406,13 +407,13 @@ def save(root, step, params, opt_state=None, meta=None, keep=3):
                 old = f".tmp-old-{name}-{uuid.uuid4().hex}"
                 os.rename(name, old, src_dir_fd=root_fd, dst_dir_fd=root_fd)
                 os.rename(tmp, name, src_dir_fd=root_fd, dst_dir_fd=root_fd)
-                _remove(root_fd, old)
+                _remove(root_fd, root, old)
             else:
                 os.rename(tmp, name, src_dir_fd=root_fd, dst_dir_fd=root_fd)
             os.fsync(root_fd)
         except BaseException:
             if os.path.lexists(root / tmp):
-                _remove(root_fd, tmp)
+                _remove(root_fd, root, tmp)
             raise
         try:
             latest = _latest(root_fd, root)
@@ -433,7 +434,7 @@ def save(root, step, params, opt_state=None, meta=None, keep=3):
         if keep:
             for old in [n for n in _step_names(root_fd) if _is_real_dir(root_fd, n)][:-keep]:
                 if old != latest:
-                    _remove(root_fd, old)
+                    _remove(root_fd, root, old)
     finally:
         os.close(root_fd)
     return root / name
@@ -486,7 +487,7 @@ def restore(root, like=None):
             fcntl.flock(root_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             for stray in os.listdir(root_fd):
                 if stray.startswith(".tmp-") or stray == LATEST + ".tmp":
-                    _remove(root_fd, stray)
+                    _remove(root_fd, root, stray)
             fcntl.flock(root_fd, fcntl.LOCK_UN)
         except BlockingIOError:
             pass                                        # a save is under way: leave its files

@@ -2,11 +2,13 @@
 
     load_mnist(dataset="mnist", data_dir=None) -> (x_train, y_train), (x_test, y_test)
         x: uint8 (N, 28, 28), y: int64 (N,).  Files are found or downloaded by dlkit.data.store.
-    read_idx(path) -> ndarray          any IDX file, gzipped or not
+    read_idx(path) -> ndarray          any IDX file, gzipped or not (ValueError if malformed)
     CLASS_NAMES[dataset]               the class names, index = label
 """
 import gzip
+import math
 import struct
+import zlib
 
 import numpy as np
 
@@ -40,24 +42,48 @@ CLASS_NAMES = {
     "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
 }
 
+MAX_IDX_BYTES = 1 << 32            # 4 GiB: the largest MNIST-style file is ~47 MB
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path):
-    """Read an IDX file (magic 0x00 0x00 <type> <ndim>, big-endian dims, then the data)."""
+    """Read an IDX file (magic 0x00 0x00 <type> <ndim>, big-endian dims, then the data),
+    gzipped or not.  At most the header-implied size + 1 bytes are read (inflated), in blocks,
+    so memory stays bounded by the smaller of what the header says and what the file holds;
+    a header implying more than MAX_IDX_BYTES, a truncated header and a size mismatch are
+    ValueErrors."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise ValueError(f"{path}: not an IDX file (header {raw[:4]!r})")
-    ndim = raw[3]
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    dtype = np.dtype(_DTYPES[raw[2]])
-    data = np.frombuffer(raw, dtype, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} items, "
-                         f"file holds {data.size}")
-    return data.reshape(dims).astype(dtype.newbyteorder("="))
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
+                raise ValueError(f"{path}: not an IDX file (header {head!r}, expected "
+                                 "0x00 0x00 <type> <ndim>)")
+            ndim = head[3]
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) != 4 * ndim:
+                raise ValueError(f"{path}: truncated IDX header: {ndim} dimensions need "
+                                 f"{4 * ndim} bytes, the file holds {len(raw_dims)}")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            dtype = np.dtype(_DTYPES[head[2]])
+            count = math.prod(dims)                     # Python ints: no overflow
+            nbytes = count * dtype.itemsize
+            if nbytes > MAX_IDX_BYTES:
+                raise ValueError(f"{path}: header says {dims} = {count} items ({nbytes} "
+                                 f"bytes), more than the {MAX_IDX_BYTES} an IDX file may hold")
+            data = bytearray()
+            while len(data) <= nbytes:
+                block = f.read(min(1 << 20, nbytes + 1 - len(data)))
+                if not block:
+                    break
+                data += block
+    except (OSError, EOFError, zlib.error) as e:        # gzip: BadGzipFile is an OSError
+        raise ValueError(f"{path}: cannot read the IDX file: {e}") from None
+    if len(data) != nbytes:
+        held = "more" if len(data) > nbytes else f"{len(data)} bytes"
+        raise ValueError(f"{path}: header says {dims} = {count} items ({nbytes} bytes), the "
+                         f"file holds {held}")
+    return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def load_mnist(dataset="mnist", data_dir=None, download=True, progress=True):

@@ -2,7 +2,7 @@
 
 A data set ``name`` is a folder of files.  ``fetch(name, filename, ...)`` looks in order in
 
-    1. ``data_dir`` if given, then ``$DLKIT_DATA``       <root>/<name>/<filename>
+    1. ``data_dir`` if given (it must exist), then ``$DLKIT_DATA``   <root>/<name>/<filename>
     2. ``~/.cache/dlkit`` (``$XDG_CACHE_HOME/dlkit``)
     3. ``/usr/share/datasets``                            (Debian's dataset-* packages)
 
@@ -36,8 +36,18 @@ def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlkit"
 
 
+def check_data_dir(data_dir):
+    """Raise DataNotFoundError if ``data_dir`` is given but is not an existing folder (a typo
+    must not silently fall back to the other places)."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise DataNotFoundError(f"data_dir {str(data_dir)!r} is not an existing folder; expected "
+                                "a folder holding the data set's folder, or no data_dir to "
+                                "search $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets")
+
+
 def search_roots(data_dir=None):
-    """The folders searched, in order."""
+    """The folders searched, in order (DataNotFoundError if data_dir is not a folder)."""
+    check_data_dir(data_dir)
     roots = []
     if data_dir:
         roots.append(Path(data_dir))

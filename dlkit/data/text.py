@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..random import generator
-from .store import DataNotFoundError, cache_dir, download, fetch, search_roots
+from .store import DataNotFoundError, cache_dir, check_data_dir, download, fetch, search_roots
 
 # ------------------------------------------------------------------ tokens and vocabulary
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -198,21 +198,23 @@ def read_imdb_archive(path):
 
 
 def read_imdb_folder(root):
-    """Reviews from an extracted ``aclImdb`` folder (the one holding train/ and test/)."""
+    """Reviews from an extracted ``aclImdb`` folder (the one holding train/ and test/).  As
+    in the archive, only regular files are read: symlinks (to files or folders) are ignored."""
     root = Path(root)
     items = {}
     for split in ("train", "test"):
         for label in ("pos", "neg"):
             d = root / split / label
-            if not d.is_dir():
-                continue
-            for p in d.iterdir():
+            if d.is_symlink() or (root / split).is_symlink() or not d.is_dir():
+                continue                         # as in the archive: links are ignored
+            for p in os.scandir(d):
                 match = _MEMBER.match(f"aclImdb/{split}/{label}/{p.name}")
-                if match is None or not p.is_file():
-                    continue
-                with open(p, "rb") as f:
+                if match is None or not p.is_file(follow_symlinks=False):
+                    continue                     # other names, links, folders, devices
+                fd = os.open(p.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as f:
                     raw = f.read(MAX_REVIEW_BYTES + 1)
-                items[(split, int(label == "pos"), int(match.group(3)))] = _decode(raw, p)
+                items[(split, int(label == "pos"), int(match.group(3)))] = _decode(raw, p.path)
     return _collect(items)
 
 
@@ -298,6 +300,7 @@ class CharCorpus:
 def load_char_corpus(source="tinyshakespeare", val_fraction=0.1, data_dir=None,
                      download_ok=True, progress=True):
     """A CharCorpus from a text file path or a known corpus name (see CHAR_CORPORA)."""
+    check_data_dir(data_dir)
     path = Path(source)
     if not path.is_file():
         if source not in CHAR_CORPORA:

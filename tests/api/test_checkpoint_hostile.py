@@ -307,7 +307,8 @@ def test_concurrent_saves_into_one_root(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
 
 
-@pytest.mark.parametrize("params", [{"a/b": np.ones(2)}, {"a/b": np.ones(2), "a": {"b": np.ones(2)}},
+@pytest.mark.parametrize("params", [{"a/b": np.ones(2)},
+                                    {"a/b": np.ones(2), "a": {"b": np.ones(2)}},
                                     {1: np.ones(2), "1": np.ones(2)}, {"": np.ones(2)}],
                          ids=["slash", "collision", "int-key", "empty"])
 def test_names_that_would_collide_are_refused(tmp_path, params):
