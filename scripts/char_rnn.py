@@ -12,7 +12,9 @@ step (nats per character).  Training batches are --batch-size windows of --seq-l
 at random offsets in the first 90% of the text (drawn from the seed, so a run is reproducible
 and resumable step for step); the last 10% is the validation text, evaluated every
 --eval-every steps as the mean loss over all its non-overlapping windows.  Adam, gradients
-clipped to global norm --clip.  Writes into --out: config.json (alphabet and sizes),
+clipped to global norm --clip.  Writes into --out: run.json (the run's settings: --resume
+restores them, a larger --steps extends the run; a fresh run refuses a folder holding another
+unless --overwrite), config.json (alphabet and sizes),
 checkpoints/ (every --checkpoint-every steps and at the end; params, Adam state, history),
 history.json.  Sampling feeds the seed text through the network, then draws one character at a
 time from softmax(logits / temperature), carrying the LSTM state from step to step.
@@ -25,28 +27,35 @@ import time
 from pathlib import Path
 
 
+SETTINGS = {}          # the run settings: restored from the run by --resume (dlkit.runs)
+
+
 def parse_args(argv=None):
+    from dlkit import runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (or resume) a model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--text", default="tinyshakespeare",
-                   help="a text file, or the name of a known corpus (tinyshakespeare)")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--seq-len", type=int, default=100)
-    t.add_argument("--embed", type=int, default=64)
-    t.add_argument("--embed-init", default="normal", choices=["normal", "uniform"],
-                   help="embedding init: N(0, 1) as PyTorch, or Keras' U(-0.05, 0.05)")
-    t.add_argument("--units", type=int, default=256)
-    t.add_argument("--layers", type=int, default=1)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--clip", type=float, default=5.0, help="global-norm clipping (0: none)")
-    t.add_argument("--val-fraction", type=float, default=0.1)
+
+    def setting(flag, default, **kw):
+        runs.setting(t, SETTINGS, flag, default, **kw)
+    setting("--text", "tinyshakespeare",
+            help="a text file, or the name of a known corpus (tinyshakespeare)")
+    setting("--steps", 2000, type=int, help="with --resume, a larger number extends the run")
+    setting("--batch-size", 64, type=int)
+    setting("--seq-len", 100, type=int)
+    setting("--embed", 64, type=int)
+    setting("--embed-init", "normal", choices=["normal", "uniform"],
+            help="embedding init: N(0, 1) as PyTorch, or Keras' U(-0.05, 0.05)")
+    setting("--units", 256, type=int)
+    setting("--layers", 1, type=int)
+    setting("--lr", 2e-3, type=float)
+    setting("--clip", 5.0, type=float, help="global-norm clipping (0: none)")
+    setting("--val-fraction", 0.1, type=float)
+    setting("--seed", 0, type=int)
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--checkpoint-every", type=int, default=250)
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where to train: cuda keeps params, optimizer state and each batch on "
                         "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator); "
@@ -54,7 +63,10 @@ def parse_args(argv=None):
     t.add_argument("--data-dir", default=None)
     t.add_argument("--out", default=None, help="output folder (default runs/char_rnn)")
     t.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue from the newest valid checkpoint in DIR")
+                   help="continue the run in DIR from its newest valid checkpoint, with its "
+                        "settings")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds one (its files are removed)")
     t.add_argument("--sample-length", type=int, default=300,
                    help="characters to sample at the end (0: none)")
     s = sub.add_parser("sample", help="sample text from a trained model",
@@ -99,10 +111,14 @@ def train(args):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, clip, data, device, nn, optim, random, tree
+    from dlkit import checkpoint, clip, data, device, nn, optim, random, runs, tree
 
-    out = Path(args.out or args.resume or "runs/char_rnn")
-    corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
+    try:
+        out = runs.resolve(args, "char_rnn.py", SETTINGS, default_out="runs/char_rnn",
+                           changeable=("steps",))
+        corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
+    except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
     cfg = dict(text=corpus.source, chars=corpus.chars, embed=args.embed,
                embed_init=args.embed_init, units=args.units,
                layers=args.layers, seq_len=args.seq_len, batch_size=args.batch_size,
@@ -112,7 +128,7 @@ def train(args):
         diff = {k: (saved.get(k), v) for k, v in cfg.items() if k != "text" and saved.get(k) != v}
         if diff:
             sys.exit(f"error: {out} was trained with other settings (saved, now): {diff}")
-    out.mkdir(parents=True, exist_ok=True)
+    runs.begin(out, args, "char_rnn.py", SETTINGS)
     tmp = out / "config.json.tmp"
     tmp.write_text(json.dumps(cfg, indent=1))
     os.replace(tmp, out / "config.json")

@@ -26,9 +26,10 @@ samples.
 simulator): the RBM stack, its data and the MLP live on the device; checkpoints, the probe's
 inputs and the PNGs come from host copies.
 
---resume DIR continues a run from its checkpoints (finished layers are kept, fine-tuning
-resumes at its last checkpoint).  Data is looked for in --data-dir, $DLKIT_DATA,
-~/.cache/dlkit and /usr/share/datasets, then downloaded.
+--resume DIR continues a run from its checkpoints with the settings saved in its run.json
+(finished layers are kept, fine-tuning resumes at its last checkpoint).  A folder holds one
+run: a fresh run refuses a folder holding another (--overwrite replaces it).  Data is looked
+for in --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
 """
 import argparse
 import json
@@ -38,43 +39,51 @@ import time
 from pathlib import Path
 
 
+SETTINGS = {}          # the run settings: restored from the run by --resume (dlkit.runs)
+
+
 def parse_args(argv=None):
+    from dlkit import runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="fashion-mnist", choices=["mnist", "fashion-mnist",
-                                                                   "kmnist"])
-    p.add_argument("--sizes", type=int, nargs="+", default=[784, 500, 500],
-                   help="layer sizes of the RBM stack, visible first")
-    p.add_argument("--pretrain-epochs", type=int, default=10, help="epochs per RBM")
-    p.add_argument("--k", type=int, default=1, help="Gibbs steps of CD-k")
-    p.add_argument("--pcd", action="store_true", help="persistent CD instead of CD")
-    p.add_argument("--sample-visible", action="store_true",
-                   help="sample the visible units in the negative phase (default: their "
-                        "probabilities, as the practical guide recommends)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.1, help="pretraining learning rate")
-    p.add_argument("--weight-decay", type=float, default=2e-4, help="L2 weight cost on W")
-    p.add_argument("--l1", type=float, default=1e-4,
-                   help="L1 weight cost on W (localised filters and better features; 0: off)")
-    p.add_argument("--finetune-epochs", type=int, default=20)
-    p.add_argument("--finetune-lr", type=float, default=0.1,
-                   help="initial fine-tuning learning rate (cosine decay to 0)")
-    p.add_argument("--finetune-batch-size", type=int, default=100)
+
+    def setting(flag, default, **kw):
+        runs.setting(p, SETTINGS, flag, default, **kw)
+    setting("--dataset", "fashion-mnist", choices=["mnist", "fashion-mnist", "kmnist"])
+    setting("--sizes", [784, 500, 500], type=int, nargs="+",
+            help="layer sizes of the RBM stack, visible first")
+    setting("--pretrain-epochs", 10, type=int, help="epochs per RBM")
+    setting("--k", 1, type=int, help="Gibbs steps of CD-k")
+    setting("--pcd", False, action="store_true", help="persistent CD instead of CD")
+    setting("--sample-visible", False, action="store_true",
+            help="sample the visible units in the negative phase (default: their "
+                 "probabilities, as the practical guide recommends)")
+    setting("--batch-size", 100, type=int)
+    setting("--lr", 0.1, type=float, help="pretraining learning rate")
+    setting("--weight-decay", 2e-4, type=float, help="L2 weight cost on W")
+    setting("--l1", 1e-4, type=float,
+            help="L1 weight cost on W (localised filters and better features; 0: off)")
+    setting("--finetune-epochs", 20, type=int)
+    setting("--finetune-lr", 0.1, type=float,
+            help="initial fine-tuning learning rate (cosine decay to 0)")
+    setting("--finetune-batch-size", 100, type=int)
+    setting("--val-fraction", 0.1, type=float,
+            help="share of the training set held out to monitor fine-tuning (0: train on all "
+                 "of it)")
+    setting("--seed", 0, type=int)
+    setting("--train-subset", None, type=int, metavar="N",
+            help="use the first N training images only (quick experiments)")
     p.add_argument("--probe", action="store_true",
                    help="also fit a softmax regression on the first RBM's features")
     p.add_argument("--probe-epochs", type=int, default=10)
     p.add_argument("--gibbs-steps", type=int, default=1000,
                    help="Gibbs steps in the top RBM for the samples PNG")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the training set held out to monitor fine-tuning "
-                        "(0: train on all of it)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ (searched first)")
     p.add_argument("--out", default=None, help="output folder (default runs/dbn-<dataset>)")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR (usually --out) from its checkpoints")
-    p.add_argument("--train-subset", type=int, default=None, metavar="N",
-                   help="use the first N training images only (quick experiments)")
+                   help="continue the run in DIR from its checkpoints, with its settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds one (its files are removed)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -82,9 +91,9 @@ def parse_args(argv=None):
                         "uploaded once), the probe, the fine-tuning and the Gibbs sampling "
                         "on the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator)")
     args = p.parse_args(argv)
-    if len(args.sizes) < 2:
+    if len(getattr(args, "sizes", [0, 0])) < 2:
         p.error("--sizes needs at least two layer sizes (visible, hidden)")
-    if not 0 <= args.val_fraction < 1:
+    if not 0 <= getattr(args, "val_fraction", 0) < 1:
         p.error("--val-fraction must be in [0, 1)")
     return args
 
@@ -94,19 +103,21 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, data, dbn, device, metrics, nn, optim, random, rbm, train, tree
+    from dlkit import (checkpoint, data, dbn, device, metrics, nn, optim, random, rbm, runs,
+                       train, tree)
     from dlkit import layers as L
 
-    out = Path(args.out or args.resume or f"runs/dbn-{args.dataset}")
     if args.device == "cuda":
         try:
             device.cuda()
         except RuntimeError as e:
             sys.exit(f"error: {e}")
     try:
+        out = runs.resolve(args, "train_dbn.py", SETTINGS,
+                           default_out=lambda a: f"runs/dbn-{a.dataset}")
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
-    except data.DataNotFoundError as e:
+    except (runs.RunFolderError, data.DataNotFoundError) as e:
         sys.exit(f"error: {e}")
     if args.train_subset:
         xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
@@ -133,6 +144,7 @@ def main(argv=None):
           f"{args.batch_size}, {args.pretrain_epochs} epochs a layer, lr {args.lr}, weight "
           f"decay {args.weight_decay} + L1 {args.l1}, seed {args.seed}")
     summary = dict(vars(args))
+    runs.begin(out, args, "train_dbn.py", SETTINGS)
 
     # ---------------------------------------------------------------- 1. pretraining
     pre_dir = out / "pretrain"

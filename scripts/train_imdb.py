@@ -14,7 +14,9 @@ one after the review's last word.  Gradients are clipped to global norm --clip.
 
 Prints per-epoch loss/accuracy and seconds, then test accuracy, precision, recall and F1
 (positive = 1), then the predicted sentiment of any sentences given on the command line.
-Writes into --out: checkpoints/ (resumable with --resume), vocab.json, history.json.
+Writes into --out: run.json (the run's settings), checkpoints/, vocab.json, history.json.  A
+folder holds one run: a fresh run refuses a folder holding another (--resume DIR continues it
+with its own settings, a larger --epochs extends it; --overwrite replaces it).
 Data: aclImdb/ or aclImdb_v1.tar.gz in --data-dir, $DLKIT_DATA, ~/.cache/dlkit,
 /usr/share/datasets, else downloaded from Stanford.
 """
@@ -26,35 +28,44 @@ import time
 from pathlib import Path
 
 
+SETTINGS = {}          # the run settings: restored from the run by --resume (dlkit.runs)
+
+
 def parse_args(argv=None):
+    from dlkit import runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sentences", nargs="*", help="sentences whose sentiment to predict")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--clip", type=float, default=1.0, help="clip gradients to this global norm "
-                   "(0: no clipping)")
-    p.add_argument("--vocab-size", type=int, default=10000)
-    p.add_argument("--maxlen", type=int, default=200, help="keep the last MAXLEN tokens")
-    p.add_argument("--embed-dim", type=int, default=128)
-    p.add_argument("--units", type=int, default=100)
-    p.add_argument("--dropout", type=float, default=0.4, help="SpatialDropout1D rate")
-    p.add_argument("--no-lengths", action="store_true",
-                   help="run the LSTM over the padding too (as a plain Keras/PyTorch model)")
-    p.add_argument("--val-fraction", type=float, default=0.0,
-                   help="share of the training reviews held out for validation (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    runs.setting(p, SETTINGS, "--epochs", 3, type=int,
+                 help="with --resume, a larger number extends the run")
+    runs.setting(p, SETTINGS, "--batch-size", 64, type=int)
+    runs.setting(p, SETTINGS, "--lr", 1e-3, type=float)
+    runs.setting(p, SETTINGS, "--clip", 1.0, type=float,
+                 help="clip gradients to this global norm (0: no clipping)")
+    runs.setting(p, SETTINGS, "--vocab-size", 10000, type=int)
+    runs.setting(p, SETTINGS, "--maxlen", 200, type=int, help="keep the last MAXLEN tokens")
+    runs.setting(p, SETTINGS, "--embed-dim", 128, type=int)
+    runs.setting(p, SETTINGS, "--units", 100, type=int)
+    runs.setting(p, SETTINGS, "--dropout", 0.4, type=float, help="SpatialDropout1D rate")
+    runs.setting(p, SETTINGS, "--no-lengths", False, action="store_true",
+                 help="run the LSTM over the padding too (as a plain Keras/PyTorch model)")
+    runs.setting(p, SETTINGS, "--val-fraction", 0.0, type=float,
+                 help="share of the training reviews held out for validation (0: none)")
+    runs.setting(p, SETTINGS, "--seed", 0, type=int)
+    runs.setting(p, SETTINGS, "--train-subset", None, type=int, metavar="N",
+                 help="train on N reviews only (quick experiments)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None, help="output folder (default runs/imdb)")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="resume from the newest valid checkpoint in DIR (usually --out)")
+                   help="resume the run in DIR from its newest valid checkpoint, with its "
+                        "settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds one (its files are removed)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
-    p.add_argument("--train-subset", type=int, default=None, metavar="N",
-                   help="train on N reviews only (quick experiments)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N")
     p.add_argument("--predict-only", action="store_true",
-                   help="load the trained model from --out/--resume and only predict")
+                   help="load the trained model from --out/--resume (with its settings) and "
+                        "only predict")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where to train: cuda keeps params, optimizer state and each batch on "
@@ -107,19 +118,25 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, clip, data, losses, metrics, optim, random, train, tree
+    from dlkit import checkpoint, clip, data, losses, metrics, optim, random, runs, train, tree
 
-    out = Path(args.out or args.resume or "runs/imdb")
-    key = random.key(args.seed)
-    model = build_model(args)
-    prepare = make_prepare(not args.no_lengths)
-    _, params = model.init(random.fold_in(key, 1), (args.maxlen,))
     if args.device == "cuda":
         from dlkit import device
         try:
             device.cuda()
         except RuntimeError as e:
             sys.exit(f"error: {e}")
+    if args.predict_only:             # the settings of the trained run, nothing written
+        args.resume, args.out = args.resume or args.out or "runs/imdb", None
+    try:
+        out = runs.resolve(args, "train_imdb.py", SETTINGS, default_out="runs/imdb",
+                           changeable=("epochs",))
+    except runs.RunFolderError as e:
+        sys.exit(f"error: {e}")
+    key = random.key(args.seed)
+    model = build_model(args)
+    prepare = make_prepare(not args.no_lengths)
+    _, params = model.init(random.fold_in(key, 1), (args.maxlen,))
 
     if args.predict_only:
         c = checkpoint.restore(out / "checkpoints", like=params)
@@ -135,12 +152,12 @@ def main(argv=None):
     except data.DataNotFoundError as e:
         sys.exit(f"error: {e}")
     t0 = time.perf_counter()
+    runs.begin(out, args, "train_imdb.py", SETTINGS)
     vocab_path = out / "vocab.json"
     if args.resume and vocab_path.is_file():
         vocab = data.Vocabulary.load(vocab_path)
     else:
         vocab = data.Vocabulary.build((data.tokenize(t) for t in tr_text), args.vocab_size)
-        out.mkdir(parents=True, exist_ok=True)
         vocab.save(vocab_path)
     xtr, xte = encode(tr_text, vocab, args.maxlen), encode(te_text, vocab, args.maxlen)
     if args.train_subset:

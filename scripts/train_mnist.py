@@ -4,8 +4,10 @@
     python scripts/train_mnist.py --dataset fashion-mnist --model mlp --epochs 10
 
 Prints per-epoch train loss/accuracy, validation accuracy and seconds, then the test accuracy
-and a per-class precision/recall/F1 table.  Writes into --out: checkpoints (resumable with
---resume), history.json, learning_curve.png and confusion_matrix.png.  Data is looked for in
+and a per-class precision/recall/F1 table.  Writes into --out: run.json (the run's settings),
+checkpoints, history.json, learning_curve.png and confusion_matrix.png.  A folder holds one
+run: a fresh run refuses a folder holding another (use --resume DIR to continue it with its
+own settings, --overwrite to replace it, or another --out).  Data is looked for in
 --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
 """
 import argparse
@@ -16,32 +18,39 @@ import time
 from pathlib import Path
 
 
+SETTINGS = {}          # the run settings: restored from the run by --resume (dlkit.runs)
+
+
 def parse_args(argv=None):
+    from dlkit import runs
     from dlkit.zoo import MODELS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "kmnist"])
-    p.add_argument("--model", default="mlp", choices=sorted(MODELS))
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="default: the model's, dlkit.zoo.DEFAULT_BATCH (cnn 64, others 128)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="initial learning rate (default: the model's, dlkit.zoo.DEFAULT_LR: "
-                        "mlp and cnn 2e-3, others 1e-3)")
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
-                   help="learning-rate schedule over the whole run (default cosine decay to 0)")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the training set held out for validation")
+    runs.setting(p, SETTINGS, "--dataset", "mnist", choices=["mnist", "fashion-mnist", "kmnist"])
+    runs.setting(p, SETTINGS, "--model", "mlp", choices=sorted(MODELS))
+    runs.setting(p, SETTINGS, "--epochs", 10, type=int)
+    runs.setting(p, SETTINGS, "--batch-size", None, type=int,
+                 help="None: the model's, dlkit.zoo.DEFAULT_BATCH (cnn 64, others 128)")
+    runs.setting(p, SETTINGS, "--lr", None, type=float,
+                 help="initial learning rate (None: the model's, dlkit.zoo.DEFAULT_LR: "
+                      "mlp and cnn 2e-3, others 1e-3)")
+    runs.setting(p, SETTINGS, "--schedule", "cosine", choices=["cosine", "constant"],
+                 help="learning-rate schedule over the whole run (cosine: decay to 0)")
+    runs.setting(p, SETTINGS, "--optimizer", "adam", choices=["adam", "adamw", "sgd", "rmsprop"])
+    runs.setting(p, SETTINGS, "--seed", 0, type=int)
+    runs.setting(p, SETTINGS, "--val-fraction", 0.1, type=float,
+                 help="share of the training set held out for validation")
+    runs.setting(p, SETTINGS, "--train-subset", None, type=int, metavar="N",
+                 help="train on the first N training images only (quick experiments)")
     p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ (searched first)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<model>)")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="resume from the newest valid checkpoint in DIR (usually --out)")
+                   help="resume the run in DIR from its newest valid checkpoint, with its "
+                        "settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds one (its files are removed)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps, not only at epoch ends")
-    p.add_argument("--train-subset", type=int, default=None, metavar="N",
-                   help="train on the first N training images only (quick experiments)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -55,14 +64,15 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import data, metrics, optim, random, train, tree
+    from dlkit import data, metrics, optim, random, runs, train, tree
     from dlkit.zoo import DEFAULT_BATCH, DEFAULT_LR, MODELS
 
-    out = Path(args.out or args.resume or f"runs/{args.dataset}-{args.model}")
     try:
+        out = runs.resolve(args, "train_mnist.py", SETTINGS,
+                           default_out=lambda a: f"runs/{a.dataset}-{a.model}")
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
-    except data.DataNotFoundError as e:
+    except (runs.RunFolderError, data.DataNotFoundError) as e:
         sys.exit(f"error: {e}")
     if args.train_subset:
         xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
@@ -78,9 +88,12 @@ def main(argv=None):
         except RuntimeError as e:
             sys.exit(f"error: {e}")
         params = device.to_device(params)
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.model]
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.model]
     if args.batch_size is None:
         args.batch_size = DEFAULT_BATCH[args.model]
+    lr = args.lr
+    runs.begin(out, args, "train_mnist.py", SETTINGS)
     total_steps = args.epochs * data.n_batches(len(xtr), args.batch_size)
     opt = optim.get(args.optimizer, optim.cosine(lr, total_steps) if args.schedule == "cosine"
                     else lr)

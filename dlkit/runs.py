@@ -1,0 +1,117 @@
+"""Run folders for the training scripts: one run per folder, its settings in ``run.json``.
+
+    p = argparse.ArgumentParser(...)
+    runs.setting(p, SETTINGS, "--epochs", 10, type=int, help="...")   # a run setting
+    args = p.parse_args(argv)
+    out = runs.resolve(args, "train_mnist.py", SETTINGS, default_out="runs/mnist")
+    ... load the data ...
+    runs.begin(out, args, "train_mnist.py", SETTINGS)   # just before training
+
+A run setting (model, data set, sizes, batch size, schedule, seed, ...) is declared with
+``default=SUPPRESS``, so a flag not given is absent from ``args``.  ``resolve`` fills it in:
+from the run's ``run.json`` with ``--resume DIR`` (a given flag that contradicts the run is an
+error unless the setting is ``changeable``, like a number of epochs to extend a run by), else
+from the default.  A fresh run refuses a folder that holds another run unless ``--overwrite``,
+which ``begin`` honours by removing that run's files (only the names in RUN_ENTRIES; other
+files are left alone).  ``begin`` writes ``run.json`` atomically.  Errors are RunFolderError
+(a ValueError), worded for the command line.
+"""
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+RUN_FILE = "run.json"
+RUN_ENTRIES = (RUN_FILE, "checkpoints", "pretrain", "finetune", "history.json", "config.json",
+               "vocab.json", "learning_curve.png", "confusion_matrix.png", "filters.png",
+               "samples.png")
+
+
+class RunFolderError(ValueError):
+    pass
+
+
+def setting(parser, settings, flag, default, **kw):
+    """Add run-setting ``flag`` to ``parser`` (absent from args unless given) and record its
+    default in ``settings`` under its dest."""
+    help_text = kw.pop("help", "")
+    action = parser.add_argument(flag, default=argparse.SUPPRESS, help=(
+        help_text + f" (default: {default}; with --resume: the run's)").strip(), **kw)
+    settings[action.dest] = default
+
+
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def held(out):
+    """The entries of ``out`` that belong to a run (RUN_ENTRIES present), sorted."""
+    return sorted(n for n in RUN_ENTRIES if os.path.lexists(Path(out) / n))
+
+
+def read(folder, script):
+    """The settings saved in ``folder``/run.json by ``script``; RunFolderError otherwise."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file() or path.is_symlink():
+        raise RunFolderError(f"{folder} holds no run to resume (no {RUN_FILE}); start one with "
+                             f"--out {folder}")
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path} cannot be read: {e}") from None
+    if not isinstance(run, dict) or not isinstance(run.get("settings"), dict):
+        raise RunFolderError(f"{path} is not a run file: expected an object with 'script' and "
+                             f"'settings', got {str(run)[:80]}")
+    if run.get("script") != script:
+        raise RunFolderError(f"{folder} is a run of {run.get('script')}, not of {script}")
+    return run["settings"]
+
+
+def resolve(args, script, settings, *, default_out, changeable=()):
+    """Fill the run settings into ``args`` and return the run folder (see the module doc).
+    ``args`` needs ``out``, ``resume`` and ``overwrite``; default_out: a path, or a function
+    of the resolved args."""
+    if args.resume and args.overwrite:
+        raise RunFolderError("--overwrite starts a new run; it cannot be combined with "
+                             "--resume")
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        raise RunFolderError(f"--out {args.out} and --resume {args.resume} name different "
+                             "folders; --resume continues the run in its own folder")
+    saved = read(args.resume, script) if args.resume else {}
+    for dest, default in settings.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, saved.get(dest, default))
+        elif dest in saved and getattr(args, dest) != saved[dest] and dest not in changeable:
+            raise RunFolderError(
+                f"{_flag(dest)} {getattr(args, dest)} contradicts the run in {args.resume}, "
+                f"which was started with {_flag(dest)} {saved[dest]}; drop the flag to continue "
+                "the run, or start a new run with another --out")
+    out = Path(args.resume or args.out or
+               (default_out(args) if callable(default_out) else default_out))
+    if not args.resume and not args.overwrite and held(out):
+        raise RunFolderError(f"{out} already holds a run ({', '.join(held(out))}); continue it "
+                             f"with --resume {out}, replace it with --overwrite, or choose "
+                             "another --out")
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, expected a folder")
+    return out
+
+
+def begin(out, args, script, settings):
+    """Make the run folder ready just before training: remove the previous run's entries if
+    ``args.overwrite``, then write run.json with the resolved settings."""
+    out = Path(out)
+    if args.overwrite:
+        for name in held(out):
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (RUN_FILE + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.write_text(json.dumps({"script": script,
+                               "settings": {k: getattr(args, k) for k in settings}}, indent=1))
+    os.replace(tmp, out / RUN_FILE)
