@@ -2,12 +2,21 @@
 
 Messages say what was wrong, what was expected and what was received, e.g.
 ``Dense 'fc1': input has 780 features, expected 784 (x.shape=(128, 780), W.shape=(784, 128))``.
+
+Backward passes trust nothing either: ``cache`` and ``array`` check what a backward is given
+(its cache, its params, its dy) against the shapes and dtypes its kernels assume, because
+Numba does not bounds-check and a cache or params of another shape would read or write out of
+bounds.  Every array the API hands a kernel holds fewer than 2**31 elements (``MAX_ELEMENTS``):
+BLAS takes 32-bit dimensions and the CUDA kernels 32-bit thread indices.
 """
+from math import prod
+
 import numpy as np
 
 from .device import is_device_array
 
 FLOATS = (np.float32, np.float64)
+MAX_ELEMENTS = 2 ** 31 - 1
 
 
 def floating(x, what):
@@ -17,12 +26,26 @@ def floating(x, what):
         if is_device_array(x):
             if x.dtype.type not in FLOATS:
                 raise TypeError(f"{what}: expected dtype float32 or float64, got {x.dtype}")
+            if x.size > MAX_ELEMENTS:
+                elements(x.shape, what)
             return contiguous(x, what)
         raise TypeError(f"{what}: expected a numpy array or a CUDA device array, got "
                         f"{type(x).__name__}")
     if x.dtype.type not in FLOATS:
         raise TypeError(f"{what}: expected dtype float32 or float64, got {x.dtype}")
+    if x.size > MAX_ELEMENTS:
+        elements(x.shape, what)
     return np.ascontiguousarray(x)
+
+
+def elements(shape, what):
+    """Refuse a shape of more than MAX_ELEMENTS elements (an input, a param or the output a
+    kernel would allocate): 32-bit BLAS dimensions and CUDA indices would overflow."""
+    n = prod(int(v) for v in shape)
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{what}: shape {tuple(shape)} holds {n} elements, more than the "
+                         f"{MAX_ELEMENTS} (2**31 - 1) dlkit's kernels take in one array; "
+                         "split the batch")
 
 
 def contiguous(a, what="array"):
@@ -76,6 +99,54 @@ def params(p, names, what):
         if not is_array(p[n]) or p[n].dtype.type not in FLOATS:
             raise TypeError(f"{what}: param {n!r} must be a float32/float64 ndarray, got "
                             f"{getattr(p[n], 'dtype', type(p[n]).__name__)}")
+        if p[n].size > MAX_ELEMENTS:
+            elements(p[n].shape, f"{what} param {n!r}")
+
+
+def describe(a):
+    if is_array(a):
+        return f"shape {tuple(a.shape)} dtype {a.dtype}"
+    if isinstance(a, (tuple, list)):
+        return f"a {type(a).__name__} of {len(a)}"
+    return type(a).__name__
+
+
+def cache(c, n, what):
+    """A backward's cache: the tuple of n items its forward returned (TypeError otherwise)."""
+    if type(c) is not tuple or len(c) != n:
+        raise TypeError(f"{what} backward: expected the cache its forward returned (a tuple of "
+                        f"{n}), got {describe(c)}")
+    return c
+
+
+def array(a, expected_shape, dtype, what):
+    """An array a backward hands a kernel (from its cache or params): exactly
+    ``expected_shape`` and ``dtype``, where the other arrays live, made C-contiguous
+    (``kernel_array``); ValueError naming expected and received otherwise."""
+    if not is_array(a) or tuple(a.shape) != expected_shape or a.dtype != dtype:
+        raise ValueError(f"{what}: expected shape {expected_shape} and dtype {np.dtype(dtype)}"
+                         f" (what the forward saw), got {describe(a)}")
+    return kernel_array(a, what)
+
+
+def index_range(a, lo, hi, what):
+    """A host array of integers all in [lo, hi) (ValueError naming the first one outside);
+    device arrays pass unchecked (their kernels only compare them, never index with them)."""
+    if type(a) is np.ndarray and a.size:
+        mn, mx = a.min(), a.max()
+        if mn < lo or mx >= hi:
+            bad = mn if mn < lo else mx
+            pos = int(np.flatnonzero(a.reshape(-1) == bad)[0])
+            raise ValueError(f"{what}: value {int(bad)} at flat position {pos} is outside "
+                             f"[{lo}, {hi})")
+    return a
+
+
+def size(v, what):
+    """A non-negative Python int from a cache (ValueError otherwise)."""
+    if type(v) is not int or v < 0:
+        raise ValueError(f"{what}: expected a non-negative int, got {v!r}")
+    return v
 
 
 def shape(a, expected, what):

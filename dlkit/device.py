@@ -35,6 +35,7 @@ CPU-only work never pays for it.
 """
 import importlib
 import os
+import threading
 
 import numpy as np
 
@@ -95,9 +96,58 @@ def _module(on_device, family):
     if mod is None:
         if on_device:
             cuda()
-        mod = _modules[key] = importlib.import_module(
-            f"kernels.{'cuda' if on_device else 'cpu'}.{family}")
+        mod = importlib.import_module(f"kernels.{'cuda' if on_device else 'cpu'}.{family}")
+        if not on_device and not _threadsafe_layer():
+            mod = _OneThreadAtATime(mod)
+        _modules[key] = mod
     return mod
+
+
+def _threadsafe_layer():
+    """Whether Numba's threading layer lets several Python threads run parallel kernels at
+    once: tbb and omp do; workqueue aborts the process.  Starts Numba's thread pool to ask,
+    as Numba does before its first parallel region (``_launch_threads`` is Numba's own entry
+    point for that; where it is missing, the configured layer decides)."""
+    import numba
+    from numba.np.ufunc import parallel
+    try:
+        parallel._launch_threads()
+        return numba.threading_layer() != "workqueue"
+    except (AttributeError, ValueError):
+        return numba.config.THREADING_LAYER != "workqueue"
+
+
+WORKQUEUE_ERROR = (
+    "dlkit: two Python threads called dlkit's kernels at once, but Numba's threading layer is "
+    "'workqueue', which is not threadsafe (Numba would abort the process); install tbb "
+    "(`pip install tbb`) or use the OpenMP layer (NUMBA_THREADING_LAYER=omp), or call dlkit "
+    "from one thread at a time")
+
+
+class _OneThreadAtATime:
+    """A CPU kernel module under the workqueue threading layer: each kernel call holds a lock,
+    and a call made while another thread holds it raises RuntimeError (WORKQUEUE_ERROR)
+    instead of letting Numba abort the process."""
+    _lock = threading.Lock()
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        attr = getattr(self._module, name)
+        if not callable(attr):
+            return attr
+
+        def guarded(*args):
+            if not self._lock.acquire(blocking=False):
+                raise RuntimeError(WORKQUEUE_ERROR)
+            try:
+                return attr(*args)
+            finally:
+                self._lock.release()
+
+        setattr(self, name, guarded)        # looked up once per kernel
+        return guarded
 
 
 def kernels(family, *arrays, what=None):

@@ -13,8 +13,6 @@ device-to-host copy of a training step (16 bytes).
 """
 import numpy as np
 
-from kernels.cpu import losses as K
-
 from . import _check as chk
 from . import device
 
@@ -44,7 +42,7 @@ def softmax_cross_entropy(logits, labels):
         raise TypeError(f"{what}: labels are on the device but the logits are a numpy array; "
                         f"move both with dlkit.device.to_device")
     labels = chk.labels(labels, C, N, what)
-    loss, d = K.softmax_cross_entropy(logits, labels)
+    loss, d = device.kernels("losses").softmax_cross_entropy(logits, labels)
     return float(loss), d
 
 
@@ -88,7 +86,7 @@ def sigmoid_binary_cross_entropy(logits, targets):
             f"target {t[i:i + 1].copy_to_host()[0]} at position {i} is outside [0, 1]")), \
             d.reshape(logits.shape)
     _check_unit_interval(t, what)
-    loss, d = K.sigmoid_binary_cross_entropy(logits.reshape(-1), t)
+    loss, d = device.kernels("losses").sigmoid_binary_cross_entropy(logits.reshape(-1), t)
     return float(loss), d.reshape(logits.shape)
 
 
@@ -111,5 +109,5 @@ def mean_squared_error(pred, target):
             pred.reshape(-1), t)
         return _device_loss(stats, what, lambda i: f"bad target at position {i}"), \
             d.reshape(pred.shape)
-    loss, d = K.mean_squared_error(pred.reshape(-1), t)
+    loss, d = device.kernels("losses").mean_squared_error(pred.reshape(-1), t)
     return float(loss), d.reshape(pred.shape)

@@ -51,13 +51,16 @@ def serial(*layers):
                 params[name] = p
         return shape, params
 
-    def forward(params, x, *, key=None, train=False):
+    def check_params(params, what):
         if not isinstance(params, dict):
-            raise TypeError(f"serial: params must be a dict, got {type(params).__name__}")
+            raise TypeError(f"{what}: params must be a dict, got {type(params).__name__}")
         extra = sorted(set(params) - names)
         if extra:
-            raise ValueError(f"serial: params has entries {extra} that match no layer; "
+            raise ValueError(f"{what}: params has entries {extra} that match no layer; "
                              f"layers are {[n for n, _ in named]}")
+
+    def forward(params, x, *, key=None, train=False):
+        check_params(params, "serial")
         caches = []
         for i, (name, layer) in enumerate(named):
             k = None if key is None else fold_in(key, i)
@@ -66,14 +69,19 @@ def serial(*layers):
         return x, caches
 
     def backward(params, caches, dy, *, need_dx=True):
+        check_params(params, "serial backward")
+        if type(caches) is not list or len(caches) != len(named):
+            raise TypeError(f"serial backward: expected the list of {len(named)} caches its "
+                            f"forward returned, got {type(caches).__name__}"
+                            + (f" of {len(caches)}" if isinstance(caches, (list, tuple)) else ""))
         # without need_dx, backpropagation stops at the first layer with params, which skips
         # its input gradient (the first dense layer after a Flatten skips its dx GEMM)
         first = next((i for i, (name, _) in enumerate(named) if params.get(name)), 0)
         grads = {}
         for i in range(len(named) - 1, -1 if need_dx else first - 1, -1):
             name, layer = named[i]
-            dy, g = layer.backward(params.get(name, {}), caches[i], dy,
-                                   need_dx=need_dx or i > first)
+            dy, g = _in_layer(name, layer.backward, params.get(name, {}), caches[i], dy,
+                              need_dx=need_dx or i > first)
             if g:
                 grads[name] = g
         return dy, grads

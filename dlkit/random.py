@@ -17,7 +17,7 @@ per step); ``generator`` seeds PCG64 through SeedSequence.
 """
 import numpy as np
 
-from kernels.cpu.activations import dropout_mask, uniform as _uniform
+from . import device
 
 _SPLIT, _FOLD = 0x5B17, 0xF01D
 
@@ -81,7 +81,7 @@ def keep_mask(key, shape, rate):
     if not 0 <= rate < 1:
         raise ValueError(f"keep_mask: rate must be in [0, 1), got {rate!r}")
     n = int(np.prod(shape, dtype=np.int64))
-    return dropout_mask(_seed(key), n, np.uint64(round(rate * 2**32))).reshape(shape)
+    return device.kernels("activations").dropout_mask(_seed(key), n, np.uint64(round(rate * 2**32))).reshape(shape)
 
 
 def uniform(key, shape, dtype=np.float32):
@@ -93,7 +93,7 @@ def uniform(key, shape, dtype=np.float32):
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"uniform: dtype must be float32 or float64, got {dtype}")
     out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype)
-    _uniform(_seed(key), out)
+    device.kernels("activations").uniform(_seed(key), out)
     return out.reshape(shape)
 
 

@@ -61,8 +61,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels.cpu import rbm as K
-
 from . import _check as chk
 from . import device, optim
 from .random import fold_in, generator, uniform
@@ -90,7 +88,7 @@ def _array(a, what):
 
 def _kernels(W):
     """kernels.cpu.rbm or kernels.cuda.rbm, where the (checked) params live."""
-    return K if type(W) is np.ndarray else device.kernels("rbm", W)
+    return device.kernels("rbm", W)
 
 
 def _range(a, what):
@@ -574,7 +572,7 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                 uh, nv = _draws(fold_in(bkey, b), k, N, H, V, dtype, sample_visible, gaussian)
                 rate = float(lr(step)) if callable(lr) else lr
                 v = opt_state["v"]
-                new_chain, _, err = K.rbm_cd_sgd(
+                new_chain, _, err = _kernels(params["W"]).rbm_cd_sgd(
                     xb, params["W"], params["vbias"], params["hbias"],
                     chain if persistent else empty, k, persistent, gaussian,
                     bool(sample_visible), uh, nv, rate, mu, l2, l1, v["W"], v["vbias"],

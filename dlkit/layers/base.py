@@ -13,7 +13,22 @@ layer`` unpacks it.
         of a model needs none).
 
 Every forward validates params and input on the host and raises ValueError/TypeError naming
-what was expected and what was received before any kernel runs.
+what was expected and what was received before any kernel runs.  So does every backward: its
+cache, params and dy are checked against each other and against the layer's settings (shapes,
+dtypes, and the range of every integer array a kernel indexes with: token ids, pooling
+argmax, step ranges, dropout masks), because Numba does not bounds-check and a cache or params
+of another shape would read or write out of bounds.  Sizes above 2**31 - 1 elements per array
+are refused (32-bit BLAS dimensions and CUDA indices).
+
+The cache holds references, not copies, of the arrays forward was given and made (x for
+Dense and Conv2D, y for the activations and Softmax): modifying them in place between forward
+and backward changes the gradients, as in any NumPy-level code.  What is cheap to keep is
+kept as a snapshot or made by dlkit (token ids are copied; dropout masks, argmax and step
+ranges are dlkit's own arrays) and checked again in backward.
+
+Layers are pure functions: several Python threads may call them at once (Numba's omp and tbb
+threading layers are threadsafe).  Under Numba's workqueue layer, which is not, a kernel call
+made while another thread is inside one raises RuntimeError instead of aborting the process.
 """
 from typing import Callable, NamedTuple
 

@@ -201,17 +201,27 @@ def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, acti
             chk.same_dtype(what, x=x, W=Wt)
             K = device.kernels("conv", x, Wt, what=what)
         pt, pl, OH, OW = geometry(C, H, Wd)
+        chk.elements((N, filters, OH, OW), f"{what} output")
         b = chk.kernel_array(b, f"{what} b") if use_bias else device.zeros(filters, x.dtype, x)
         Wt = chk.kernel_array(Wt, f"{what} W")
         y = K.conv2d_forward(x, Wt, b, s[0], s[1], pt, pl, d[0], d[1], groups, OH, OW, act,
                              algo)
-        return y, (x, y, pt, pl)
+        return y, (x, y)
 
     def backward(params, cache, dy, *, need_dx=True):
-        x, y, pt, pl = cache
+        # the geometry comes from the cached input and this layer's settings, the params and
+        # the cached output must agree with it: the kernels index by all of them
+        x, y = chk.cache(cache, 2, what)
+        chk.params(params, names, what)
+        x = _check_image(x, f"{what} backward cache x")
+        N, C, H, Wd = x.shape
+        pt, pl, OH, OW = geometry(C, H, Wd)
+        Wt = chk.array(params["W"], (filters, C // groups) + k, x.dtype, f"{what} backward W")
+        if use_bias:
+            chk.array(params["b"], (filters,), x.dtype, f"{what} backward b")
+        y = chk.array(y, (N, filters, OH, OW), x.dtype, f"{what} backward cache y")
         dy = _grad_like(dy, y, what)
-        Wt = chk.kernel_array(params["W"], f"{what} W")
-        K = device.kernels("conv", x, Wt, dy, what=what)
+        K = device.kernels("conv", x, Wt, y, dy, what=what)
         dx, dW, db = K.conv2d_backward(x, Wt, y, dy, s[0], s[1], pt, pl, d[0], d[1], groups,
                                        act, bool(need_dx), algo)
         grads = {"W": dW, "b": db} if use_bias else {"W": dW}
@@ -243,7 +253,18 @@ def _pool_args(name, pool_size, stride, padding):
     return k, s, p
 
 
-def _pool(name, pool_size, stride, padding, fwd, bwd):
+def _cached_shape(shape, what):
+    """The input shape (N, C, H, W) a pooling forward cached, checked."""
+    if type(shape) is not tuple or len(shape) != 4 or \
+            not all(type(v) is int and v >= 1 for v in shape):
+        raise ValueError(f"{what} backward: the cache must hold the input shape (N, C, H, W), "
+                         f"got {shape!r}")
+    return shape
+
+
+def _pool(name, pool_size, stride, padding, fwd, bwd, arg_dtype):
+    """A pooling Layer; arg_dtype(k) is the dtype of the argmax its forward keeps (None: it
+    keeps none)."""
     k, s, p = _pool_args(name, pool_size, stride, padding)
     what = f"{name}({k})"
 
@@ -256,15 +277,30 @@ def _pool(name, pool_size, stride, padding, fwd, bwd):
         x = _check_image(x, what)
         OH, OW = _pool_geometry(what, x.shape[2], x.shape[3], k, s, p)
         y, aux = fwd(device.kernels("pool", x, what=what), x, k, s, p, OH, OW)
-        return y, (x.shape, y, aux)
+        return y, (tuple(int(v) for v in x.shape), y, aux)
 
     def backward(params, cache, dy, *, need_dx=True):
-        shape, y, aux = cache
+        shape, y, aux = chk.cache(cache, 3, what)
+        chk.params(params, (), what)
+        N, C, H, W = _cached_shape(shape, what)
+        OH, OW = _pool_geometry(what, H, W, k, s, p)
+        y = chk.floating(y, f"{what} backward cache y")
+        y = chk.array(y, (N, C, OH, OW), y.dtype, f"{what} backward cache y")
         dy = _grad_like(dy, y, what)
+        if arg_dtype(k) is None:
+            aux = None
+        else:
+            aux = chk.array(aux, y.shape, arg_dtype(k), f"{what} backward cache argmax")
+            chk.index_range(aux, 0, k[0] * k[1], f"{what} backward cache argmax")
         K = device.kernels("pool", dy, *(() if aux is None else (aux,)), what=what)
-        return bwd(K, dy, aux, k, s, p, shape[2], shape[3]), {}
+        return bwd(K, dy, aux, k, s, p, H, W), {}
 
     return Layer(init, forward, backward)
+
+
+def _argmax_dtype(k):
+    """The dtype of max pooling's window-local argmax for a window k = (KH, KW)."""
+    return np.dtype(np.uint8 if k[0] * k[1] <= 256 else np.int32)
 
 
 def MaxPool2D(pool_size=2, stride=None, padding=0):
@@ -272,15 +308,14 @@ def MaxPool2D(pool_size=2, stride=None, padding=0):
     row-major order on ties) for the backward."""
 
     def fwd(K, x, k, s, p, OH, OW):
-        idx = np.uint8 if k[0] * k[1] <= 256 else np.int32
-        arg = device.empty((x.shape[0], x.shape[1], OH, OW), idx, like=x)
+        arg = device.empty((x.shape[0], x.shape[1], OH, OW), _argmax_dtype(k), like=x)
         y = K.maxpool2d_forward(x, k[0], k[1], s[0], s[1], p[0], p[1], OH, OW, arg)
         return y, arg
 
     def bwd(K, dy, arg, k, s, p, H, W):
         return K.maxpool2d_backward(dy, arg, k[0], k[1], s[0], s[1], p[0], p[1], H, W)
 
-    return _pool("MaxPool2D", pool_size, stride, padding, fwd, bwd)
+    return _pool("MaxPool2D", pool_size, stride, padding, fwd, bwd, _argmax_dtype)
 
 
 def AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True):
@@ -294,7 +329,7 @@ def AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True):
     def bwd(K, dy, _, k, s, p, H, W):
         return K.avgpool2d_backward(dy, k[0], k[1], s[0], s[1], p[0], p[1], H, W, cip)
 
-    return _pool("AvgPool2D", pool_size, stride, padding, fwd, bwd)
+    return _pool("AvgPool2D", pool_size, stride, padding, fwd, bwd, lambda k: None)
 
 
 def GlobalAvgPool2D():
@@ -309,13 +344,17 @@ def GlobalAvgPool2D():
         chk.params(params, (), what)
         x = _check_image(x, what)
         y = device.kernels("pool", x, what=what).global_avgpool2d_forward(x)
-        return y, (x.shape, y)
+        return y, (tuple(int(v) for v in x.shape), y)
 
     def backward(params, cache, dy, *, need_dx=True):
-        shape, y = cache
+        shape, y = chk.cache(cache, 2, what)
+        chk.params(params, (), what)
+        N, C, H, W = _cached_shape(shape, what)
+        y = chk.floating(y, f"{what} backward cache y")
+        y = chk.array(y, (N, C), y.dtype, f"{what} backward cache y")
         dy = _grad_like(dy, y, what)
         K = device.kernels("pool", dy, what=what)
-        return K.global_avgpool2d_backward(dy, shape[2], shape[3]), {}
+        return K.global_avgpool2d_backward(dy, H, W), {}
 
     return Layer(init, forward, backward)
 

@@ -2,6 +2,8 @@
 
 Each call runs the kernels where its arrays live (``dlkit.device.kernels``): numpy arrays on
 the CPU, numba CUDA device arrays on the GPU."""
+from math import prod
+
 import numpy as np
 
 from kernels.cpu import activations as K
@@ -51,18 +53,24 @@ def Dense(units, activation=None, W_init="glorot_uniform", b_init="zeros"):
             raise ValueError(f"{what}: input has {x.shape[1]} features, expected {W.shape[0]} "
                              f"(x.shape={x.shape}, W.shape={W.shape})")
         chk.same_dtype(what, x=x, W=W, b=b)
+        chk.elements((x.shape[0], units), f"{what} output")
         K = device.kernels("dense", x, W, b, what=what)
         x = chk.contiguous(x, what)
         y = K.dense_forward(x, chk.contiguous(W, what), chk.contiguous(b, what), act)
         return y, (x, y)
 
     def backward(params, cache, dy, *, need_dx=True):
-        x, y = cache
+        x, y = chk.cache(cache, 2, what)
+        chk.params(params, ("W", "b"), what)
+        x = chk.floating(x, f"{what} backward cache x")
+        chk.ndim(x, 2, f"{what} backward cache x", "batch, features")
+        dt = x.dtype
+        W = chk.array(params["W"], (x.shape[1], units), dt, f"{what} backward W")
+        chk.array(params["b"], (units,), dt, f"{what} backward b")
+        y = chk.array(y, (x.shape[0], units), dt, f"{what} backward cache y")
         dy = _grad_like(dy, y, what)
-        W = params["W"]
-        K = device.kernels("dense", x, W, dy, what=what)
-        dx, dW, db = K.dense_backward(x, chk.contiguous(W, what), y, chk.contiguous(dy, what),
-                                      act, bool(need_dx))
+        K = device.kernels("dense", x, W, y, dy, what=what)
+        dx, dW, db = K.dense_backward(x, W, y, chk.contiguous(dy, what), act, bool(need_dx))
         return (dx if need_dx else None), {"W": dW, "b": db}
 
     return Layer(init, forward, backward)
@@ -88,9 +96,12 @@ def _elementwise(name, act, alpha=0.0):
         return y, (x, y)
 
     def backward(params, cache, dy, *, need_dx=True):
-        x, y = cache
+        x, y = chk.cache(cache, 2, what)
+        chk.params(params, (), what)
+        x = chk.floating(x, f"{what} backward cache x")
+        y = chk.array(y, x.shape, x.dtype, f"{what} backward cache y")
         dy = _grad_like(dy, y, what)
-        A = device.kernels("activations", x, dy, what=what)
+        A = device.kernels("activations", x, y, dy, what=what)
         dx = A.activation_backward(x.reshape(-1), y.reshape(-1), dy.reshape(-1), act, alpha)
         return dx.reshape(x.shape), {}
 
@@ -123,9 +134,13 @@ def _softmax(name, log):
         x = chk.floating(x, f"{name} input")
         chk.ndim(x, 2, f"{name} input", "batch, classes")
         y = device.kernels("activations", x, what=name).softmax_forward(x, log)
-        return y, y
+        return y, (y,)
 
-    def backward(params, y, dy, *, need_dx=True):
+    def backward(params, cache, dy, *, need_dx=True):
+        (y,) = chk.cache(cache, 1, name)
+        chk.params(params, (), name)
+        y = chk.floating(y, f"{name} backward cache y")
+        chk.ndim(y, 2, f"{name} backward cache y", "batch, classes")
         dy = _grad_like(dy, y, name)
         return device.kernels("activations", y, dy, what=name).softmax_backward(y, dy, log), {}
 
@@ -153,9 +168,20 @@ def Flatten():
         x = chk.floating(x, "Flatten input")
         if x.ndim < 1:
             raise ValueError(f"Flatten: expected a batch of arrays, got shape {x.shape}")
-        return x.reshape(x.shape[0], -1), x.shape
+        return x.reshape(x.shape[0], -1), (tuple(int(v) for v in x.shape), x.dtype)
 
-    def backward(params, shape, dy, *, need_dx=True):
+    def backward(params, cache, dy, *, need_dx=True):
+        shape, dtype = chk.cache(cache, 2, "Flatten")
+        chk.params(params, (), "Flatten")
+        if type(shape) is not tuple or not shape or \
+                not all(type(v) is int and v >= 0 for v in shape):
+            raise ValueError(f"Flatten backward: the cache must hold the input shape, got "
+                             f"{shape!r}")
+        dy = chk.floating(dy, "Flatten backward dy")
+        flat = (shape[0], prod(shape[1:]))
+        if tuple(dy.shape) != flat or dy.dtype != dtype:
+            raise ValueError(f"Flatten backward: dy must match the forward output {flat} "
+                             f"{dtype}, got {tuple(dy.shape)} {dy.dtype}")
         return dy.reshape(shape), {}
 
     return Layer(init, forward, backward)
@@ -171,7 +197,7 @@ def Dropout(rate):
         chk.params(params, (), what)
         x = chk.floating(x, f"{what} input")
         if not train or rate == 0.0:
-            return x, None
+            return x, (None, x.shape, x.dtype)
         if key is None:
             raise ValueError(f"{what}: training mode needs a key (forward(..., key=k, "
                              "train=True)) to draw the mask")
@@ -180,12 +206,19 @@ def Dropout(rate):
             keep = device.upload(keep)
         A = device.kernels("activations", x, keep, what=what)
         y = A.dropout_forward(x.reshape(-1), keep, 1.0 / (1.0 - rate))
-        return y.reshape(x.shape), keep
+        return y.reshape(x.shape), (keep, x.shape, x.dtype)
 
-    def backward(params, keep, dy, *, need_dx=True):
+    def backward(params, cache, dy, *, need_dx=True):
+        keep, shape, dtype = chk.cache(cache, 3, what)
+        chk.params(params, (), what)
+        dy = chk.floating(dy, f"{what} backward dy")
+        if dy.shape != shape or dy.dtype != dtype:
+            raise ValueError(f"{what} backward: dy must match the forward output {shape} "
+                             f"{dtype}, got {dy.shape} {dy.dtype}")
         if keep is None:
             return dy, {}
-        dy = chk.contiguous(dy, f"{what} backward dy")
+        keep = chk.array(keep, (dy.size,), np.uint8, f"{what} backward cache mask")
+        chk.index_range(keep, 0, 2, f"{what} backward cache mask")
         A = device.kernels("activations", dy, keep, what=what)
         dx = A.dropout_backward(dy.reshape(-1), keep, 1.0 / (1.0 - rate))
         return dx.reshape(dy.shape), {}

@@ -111,7 +111,11 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
                              f"{ids.shape}")
         if device.is_device_array(ids):
             device.kernels("embedding", ids, E, what=what)    # mixed host/device: TypeError
+        given = ids
         ids = check_ids(ids, V, f"{what} input")
+        if isinstance(ids, np.ndarray) and np.may_share_memory(ids, given):
+            ids = ids.copy()    # the cache keeps a snapshot: the caller may reuse its array
+        chk.elements(ids.shape + (D,), f"{what} output")
         step_ranges(lengths, padding, ids.shape[0], ids.shape[1], what)   # fail early
         if device.on_device(E) and not device.on_device(ids):
             ids = device.upload(ids)        # checked on the host: one copy up
@@ -121,7 +125,15 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
         return _rewrap(y, lengths, padding), (ids, y.dtype)
 
     def backward(params, cache, dy, *, need_dx=True):
-        ids, dtype = cache
+        # the ids index dE: checked again, whatever happened to the cache since forward
+        ids, dtype = chk.cache(cache, 2, what)
+        chk.params(params, ("E",), what)
+        if getattr(ids, "ndim", 0) != 2 or (isinstance(ids, np.ndarray)
+                                            and ids.dtype != np.int64):
+            raise ValueError(f"{what} backward: the cache must hold the (batch, time) int64 "
+                             f"token ids its forward made, got {chk.describe(ids)}")
+        ids = check_ids(ids, V, f"{what} backward cache ids")
+        chk.array(params["E"], (V, D), dtype, f"{what} backward E")
         dy = _unwrap(dy)[0]
         dy = kernel_array(chk.floating(dy, f"{what} backward dy"))
         if dy.shape != ids.shape + (D,) or dy.dtype != dtype:
@@ -145,7 +157,7 @@ def SpatialDropout1D(rate):
         v = kernel_array(chk.floating(v, f"{what} input"))
         chk.ndim(v, 3, f"{what} input", "batch, time, features")
         if not train or rate == 0.0:
-            return x, None
+            return x, (None, v.shape, v.dtype)
         if key is None:
             raise ValueError(f"{what}: training mode needs a key (forward(..., key=k, "
                              "train=True)) to draw the mask")
@@ -158,14 +170,17 @@ def SpatialDropout1D(rate):
         return _rewrap(y, lengths, padding), (keep, v.shape, v.dtype)
 
     def backward(params, cache, dy, *, need_dx=True):
-        dy = _unwrap(dy)[0]
-        if cache is None:
-            return dy, {}
-        keep, shape, dtype = cache
-        dy = kernel_array(chk.floating(dy, f"{what} backward dy"))
+        keep, shape, dtype = chk.cache(cache, 3, what)
+        chk.params(params, (), what)
+        dy = kernel_array(chk.floating(_unwrap(dy)[0], f"{what} backward dy"))
+        chk.ndim(dy, 3, f"{what} backward dy", "batch, time, features")
         if dy.shape != shape or dy.dtype != dtype:
             raise ValueError(f"{what} backward: dy must have shape {shape} and dtype {dtype}, "
                              f"got {dy.shape} {dy.dtype}")
+        if keep is None:
+            return dy, {}
+        keep = chk.array(keep, (shape[0], shape[2]), np.uint8, f"{what} backward cache mask")
+        chk.index_range(keep, 0, 2, f"{what} backward cache mask")
         K = device.kernels("embedding", dy, keep, what=what)
         return K.spatial_dropout_backward(dy, keep, 1.0 / (1.0 - rate)), {}
 

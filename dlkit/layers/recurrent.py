@@ -228,6 +228,7 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
             raise ValueError(f"{what}: expected at least one sequence of at least one step, got "
                              f"input shape {v.shape}")
         t0, t1 = step_ranges(lengths, padding, B, T, what)
+        chk.elements((B * T, G * H), f"{what} gate activations")
         given = state is not None
         s0 = _state_pair(state if given else [None] * n_state if n_state == 2 else None,
                          what, B, H, v.dtype, n_state)
@@ -249,11 +250,44 @@ def _recurrent(cell, units, return_sequences, return_state, reverse, W_init, U_i
         out = _rewrap(y, lengths, padding) if return_sequences else hT
         if return_state:
             out = (out, final)
-        cache = (kc, t0, t1, (B, T, F), v.dtype, given)
+        cache = (list(kc), t0, t1, (B, T, F), v.dtype, given)
         return out, cache
 
+    def checked_cache(params, cache):
+        """The cache and params a backward hands its kernels, checked against each other: the
+        kernels take every size from these arrays, so one of another shape would read or
+        write out of bounds."""
+        kc, t0, t1, dims, dtype, given = chk.cache(cache, 6, what)
+        chk.params(params, pnames, what)
+        if type(dims) is not tuple or len(dims) != 3 or \
+                np.dtype(dtype).type not in chk.FLOATS:
+            raise ValueError(f"{what} backward: the cache must hold the input shape (B, T, F) "
+                             f"and a float dtype, got {dims!r} and {dtype!r}")
+        B, T, F = (chk.size(n, f"{what} backward cache input shape") for n in dims)
+        rows, steps = (B * T,), (B * (T + 1),)
+        shapes = {"xs": rows + (F,), "acts": rows + (G * H,), "un": rows + (H,),
+                  "hs": steps + (H,), "cs": steps + (H,)}
+        names = {"rnn": ("xs", "hs"), "lstm": ("xs", "acts", "hs", "cs"),
+                 "gru": ("xs", "acts", "un", "hs")}[cell]
+        if type(kc) is not list or len(kc) != len(names):
+            raise TypeError(f"{what} backward: the cache must hold the forward's arrays "
+                            f"{list(names)}, got {chk.describe(kc)}")
+        kc = [chk.array(a, shapes[n], dtype, f"{what} backward cache {n}")
+              for a, n in zip(kc, names)]
+        t0, t1 = (chk.array(t, (B,), np.int64, f"{what} backward cache step range")
+                  for t in (t0, t1))
+        chk.index_range(t0, 0, max(T, 1), f"{what} backward cache first steps")
+        chk.index_range(t1, 1, T + 1, f"{what} backward cache step ends")
+        if type(t0) is np.ndarray and (t0 >= t1).any():
+            raise ValueError(f"{what} backward: the cache's step ranges are empty or reversed "
+                             f"(t0 {t0.tolist()}, t1 {t1.tolist()})")
+        for n in pnames:
+            chk.array(params[n], ((F,) if n == "W" else (H,) if n == "U" else ()) + (G * H,),
+                      dtype, f"{what} backward {n}")
+        return kc, t0, t1, (B, T, F), dtype, bool(given)
+
     def backward(params, cache, dy, *, need_dx=True):
-        kc, t0, t1, (B, T, F), dtype, given = cache
+        kc, t0, t1, (B, T, F), dtype, given = checked_cache(params, cache)
         v = kc[0]                       # the cache's gathered inputs: where the arrays live
         if return_state:
             if not (isinstance(dy, tuple) and not isinstance(dy, Padded) and len(dy) == 2):
@@ -396,7 +430,10 @@ def Bidirectional(layer, merge="concat"):
         return out, (cf, cb, given)
 
     def backward(params, cache, dy, *, need_dx=True):
-        cf, cb, given = cache
+        cf, cb, given = chk.cache(cache, 3, what)
+        if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
+            raise ValueError(f"{what} backward: params must be {{'forward': ..., 'backward': "
+                             f"...}}, got {chk.describe(params)}")
         if with_state:
             if not (isinstance(dy, tuple) and not isinstance(dy, Padded) and len(dy) == 2):
                 raise TypeError(f"{what} backward: with return_state=True, dy must be a pair "
@@ -443,7 +480,8 @@ def TimeDistributed(layer):
         return _rewrap(y.reshape((B, T) + y.shape[1:]), lengths, padding), (cache, B, T)
 
     def backward(params, cache, dy, *, need_dx=True):
-        c, B, T = cache
+        c, B, T = chk.cache(cache, 3, "TimeDistributed")
+        B, T = (chk.size(n, "TimeDistributed backward cache") for n in (B, T))
         dy = _unwrap(dy)[0]
         if not chk.is_array(dy) or dy.shape[:2] != (B, T):
             raise ValueError(f"TimeDistributed backward: dy must start with ({B}, {T}), got "

@@ -161,7 +161,8 @@ def maxpool2d_backward(dy, arg, KH, KW, sh, sw, pt, pl, H, W):
             out = dx[n, c]
             if fast:
                 # windows tile the plane without overlap: zero the plane (one contiguous,
-                # vectorised pass), then store each window's gradient at its argmax
+                # vectorised pass), then store each window's gradient at its argmax (masked
+                # to the window's four places, so no argmax value can write outside it)
                 p0 = U((n * C + c) * H * W)
                 for i in range(U(H * W)):
                     dxf[p0 + i] = z
@@ -170,7 +171,7 @@ def maxpool2d_backward(dy, arg, KH, KW, sh, sw, pt, pl, H, W):
                     d0 = p0 + U(2 * oh) * uW
                     o = U(((n * C + c) * OH + oh) * OW)
                     for ow in range(uOW):
-                        a = U(af[o + ow])
+                        a = U(af[o + ow]) & _3
                         dxf[d0 + (a >> _1) * uW + _2 * ow + (a & _1)] = gf[o + ow]
                 continue
             for ih in range(H):
