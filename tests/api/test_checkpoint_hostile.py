@@ -319,10 +319,11 @@ def test_names_that_would_collide_are_refused(tmp_path, params):
 
 def test_ordered_by_step_number_at_any_step_count(tmp_path):
     params, st = state()
-    for step in (999, 10 ** 7, 10 ** 9, 10 ** 10):
+    for step in (999, 10 ** 7, 2 * 10 ** 8, 10 ** 9, 10 ** 10):
         C.save(tmp_path, step, params, st, keep=0)
     names = [p.name for p in C.list_checkpoints(tmp_path)]
-    assert names == ["step-000000999", "step-010000000", "step-1000000000", "step-10000000000"]
+    assert names == ["step-000000999", "step-010000000", "step-200000000", "step-1000000000",
+                     "step-10000000000"]     # by name, step-1000000000 sorts before step-2...
     (tmp_path / "LATEST").unlink()
     assert C.restore(tmp_path).step == 10 ** 10
     C.save(tmp_path, 10 ** 10 + 1, params, st, keep=2)
