@@ -1,8 +1,6 @@
 """dlkit.rbm and dlkit.dbn: the documented random-number order, no hidden state, optimizers,
 scikit-learn's formulas, errors before any kernel runs, DBN stacking / MLP conversion /
 generation, and short real runs on Fashion-MNIST."""
-import time
-
 import numpy as np
 import pytest
 
@@ -366,31 +364,50 @@ def _fashion(data_dir, n_train, n_test):
     return f(xtr[:n_train]), ytr[:n_train], f(xte[:n_test]), yte[:n_test]
 
 
-def test_rbm_features_on_fashion_mnist(data_dir):
-    """2 epochs of CD-1 (784-256) on 10k images, then softmax regression on P(h|v)."""
-    t0 = time.perf_counter()
-    X, y, Xt, yt = _fashion(data_dir, 10000, 2000)
-    p = rbm.init(random.key(0), 784, 256, data=X)
-    res = rbm.fit(p, X, random.key(1), epochs=2, sample_visible=False, weight_decay=2e-4)
-    assert res.history["recon_error"][1] < res.history["recon_error"][0] < 40
-    H, Ht = rbm.transform(res.params, X), rbm.transform(res.params, Xt)
+def _probe(A, y, At, yt):
+    """Softmax regression (Adam 0.01, 5 epochs of batch 100) on features A -> test accuracy."""
     model = nn.serial(("out", L.Dense(10)))
-    _, params = model.init(random.key(2), (256,))
-    fit = train.fit(model, params, optim.adam(0.01), (H, y), key=random.key(3), epochs=5,
+    _, params = model.init(random.key(2), (A.shape[1],))
+    fit = train.fit(model, params, optim.adam(0.01), (A, y), key=random.key(3), epochs=5,
                     batch_size=100, progress=False, log=lambda *a: None)
-    _, acc, _ = train.evaluate(model, fit.params, Ht, yt)
-    assert acc >= 0.78, acc
-    assert time.perf_counter() - t0 < 60
+    return train.evaluate(model, fit.params, At, yt)[1]
+
+
+def test_rbm_features_on_fashion_mnist(data_dir):
+    """10 epochs of CD-1 (784-512) on 10k images, then softmax regression on P(h|v), against
+    the same softmax regression on the raw pixels (computed here, same split, same 5-epoch
+    budget).  Measured (2000 test images): raw pixels 0.8325; RBM 784-256 x 2 epochs (the old
+    test) 0.784, below raw pixels; 784-256 x 5 epochs 0.8195; 784-1024 x 10 epochs 0.8455;
+    784-512 x 10 epochs 0.8585.  Bar: raw + 0.015.  What this does and does not show: with a
+    10-epoch probe the raw pixels catch up (0.855 vs 0.852), so the claim is that RBM features
+    are linearly more useful than pixels for a short probe, not at convergence.  (Its speed
+    lives in benchmarks/bench_rbm_fashion.py, not in a timing assertion here.)"""
+    X, y, Xt, yt = _fashion(data_dir, 10000, 2000)
+    p = rbm.init(random.key(0), 784, 512, data=X)
+    res = rbm.fit(p, X, random.key(1), epochs=10, sample_visible=False, weight_decay=2e-4)
+    errs = res.history["recon_error"]
+    assert errs[-1] < 0.8 * errs[0] and errs[-1] < errs[1] < errs[0], errs
+    acc = _probe(rbm.transform(res.params, X), y, rbm.transform(res.params, Xt), yt)
+    raw = _probe(X, y, Xt, yt)
+    assert 0.80 < raw < 0.87, raw                 # the baseline itself is sane
+    assert acc >= raw + 0.015, (acc, raw)
 
 
 def test_dbn_fine_tuning_on_fashion_mnist(data_dir):
-    """784-256-128 pretrained 2 epochs a layer on 10k images, fine-tuned 2 epochs by SGD."""
+    """784-256-128 pretrained 2 epochs a layer on 10k images, fine-tuned 2 epochs by SGD, against
+    the same stack un-pretrained (dbn.init's small random weights and data-derived visible
+    bias) fine-tuned the same way (computed here).  Measured (2000 test images): un-pretrained
+    0.754, pretrained 0.795.  Bar: un-pretrained + 0.02."""
     X, y, Xt, yt = _fashion(data_dir, 10000, 2000)
-    stack = dbn.init(random.key(0), [784, 256, 128], data=X)
-    stack, hist = dbn.pretrain(stack, X, random.key(1), epochs=2, monitor_size=500)
+    stack0 = dbn.init(random.key(0), [784, 256, 128], data=X)
+    stack, hist = dbn.pretrain(stack0, X, random.key(1), epochs=2, monitor_size=500)
     assert hist[1]["monitor_recon_error"][1] < hist[1]["monitor_recon_error"][0]
-    model, params = dbn.to_mlp(stack, 10, random.key(2))
-    fit = train.fit(model, params, optim.sgd(0.1, momentum=0.9), (X, y), key=random.key(3),
-                    epochs=2, batch_size=50, progress=False, log=lambda *a: None)
-    _, acc, _ = train.evaluate(model, fit.params, Xt, yt, loss_fn=losses.softmax_cross_entropy)
-    assert acc >= 0.78, acc
+
+    def fine_tuned(s):
+        model, params = dbn.to_mlp(s, 10, random.key(2))
+        fit = train.fit(model, params, optim.sgd(0.1, momentum=0.9), (X, y), key=random.key(3),
+                        epochs=2, batch_size=50, progress=False, log=lambda *a: None)
+        return train.evaluate(model, fit.params, Xt, yt, loss_fn=losses.softmax_cross_entropy)[1]
+    acc, base = fine_tuned(stack), fine_tuned(stack0)
+    assert 0.70 < base < 0.85, base               # the baseline itself is sane
+    assert acc >= base + 0.02, (acc, base)

@@ -300,17 +300,25 @@ def test_clip_by_global_norm():
 
 @pytest.mark.slow
 def test_lstm_learns_fashion_mnist_rows(data_dir):
-    """The zoo's LSTM (28 steps of 28 pixels) trained briefly on real data."""
+    """The zoo's LSTM (28 steps of 28 pixels) trained briefly on real data, against a linear
+    model (softmax regression on the same standardized pixels) trained the same way (computed
+    here: 3 epochs of Adam 2e-3, batch 64, on 20k images; 2000 test images).  Measured: linear
+    0.8255, LSTM 0.8475 (the old budget, 1 epoch on 6k: linear 0.787, LSTM 0.743, below it;
+    1 epoch on 60k: 0.844 vs 0.8605).  Bar: linear + 0.01."""
     from dlkit import data, train
     from dlkit.zoo import MODELS
     (xtr, ytr), (xte, yte) = data.load_mnist("fashion-mnist", data_dir=data_dir)
-    model, prepare, in_shape = MODELS["lstm"]()
-    _, params = model.init(random.key(0), in_shape)
-    r = train.fit(model, params, optim.adam(2e-3), (xtr[:6000], ytr[:6000]),
-                  key=random.key(1), epochs=1, batch_size=64, prepare=prepare, progress=False,
-                  log=lambda *a: None)
-    _, acc, _ = train.evaluate(model, r.params, xte[:2000], yte[:2000], prepare=prepare)
-    assert acc > 0.70
+    lstm, prepare, in_shape = MODELS["lstm"]()
+    linear = nn.serial(("flat", L.Flatten()), ("out", L.Dense(10)))
+    acc = {}
+    for name, model in (("lstm", lstm), ("linear", linear)):
+        _, params = model.init(random.key(0), in_shape)
+        r = train.fit(model, params, optim.adam(2e-3), (xtr[:20000], ytr[:20000]),
+                      key=random.key(1), epochs=3, batch_size=64, prepare=prepare,
+                      progress=False, log=lambda *a: None)
+        acc[name] = train.evaluate(model, r.params, xte[:2000], yte[:2000], prepare=prepare)[1]
+    assert 0.78 < acc["linear"] < 0.87, acc      # the baseline itself is sane
+    assert acc["lstm"] >= acc["linear"] + 0.01, acc
 
 
 def bigram_nats(train_ids, x, y, V, alpha=0.1):
