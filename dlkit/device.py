@@ -223,8 +223,10 @@ def all_finite(arrays):
     For device arrays: one flag kernel per array and a one-byte read-back."""
     arrays = list(arrays)
     if all(type(a) is np.ndarray for a in arrays):
-        return all(np.isfinite(np.add.reduce(a, axis=None)) or np.isfinite(a).all()
-                   for a in arrays)
+        # the sum is finite iff every element is, unless it overflows: then look closer
+        with np.errstate(invalid="ignore", over="ignore"):
+            return all(np.isfinite(np.add.reduce(a, axis=None)) or np.isfinite(a).all()
+                       for a in arrays)
     return not _module(True, "optim").nonfinite_flag(arrays).copy_to_host()[0]
 
 

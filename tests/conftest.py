@@ -75,6 +75,32 @@ def need_fixture():
     return need
 
 
+def run_threads(fn, args):
+    """Run fn(a) for every a in args, each in its own thread, all at once; returns the
+    exceptions they raised (a list, empty when all succeeded)."""
+    import threading
+    errors = []
+
+    def work(a):
+        try:
+            fn(a)
+        except BaseException as e:  # noqa: BLE001 - returned to the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+@pytest.fixture(name="run_threads")
+def run_threads_fixture():
+    """The ``run_threads`` function as a fixture."""
+    return run_threads
+
+
 # ---------------------------------------------------------------------------------------------
 # docs/errors.md: with DLKIT_ERROR_TABLE=<path>, every exception a test expects through
 # `with pytest.raises(...)` is recorded (test, type, message) and written as a markdown table.

@@ -125,14 +125,17 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
         return _rewrap(y, lengths, padding), (ids, y.dtype)
 
     def backward(params, cache, dy, *, need_dx=True):
-        # the ids index dE: checked again, whatever happened to the cache since forward
+        # host ids index dE: checked again, whatever happened to the cache since forward (the
+        # CUDA backward skips ids outside the vocabulary instead: no second read-back)
         ids, dtype = chk.cache(cache, 2, what)
         chk.params(params, ("E",), what)
-        if getattr(ids, "ndim", 0) != 2 or (isinstance(ids, np.ndarray)
-                                            and ids.dtype != np.int64):
+        on_dev = device.is_device_array(ids)
+        if getattr(ids, "ndim", 0) != 2 or not (on_dev or isinstance(ids, np.ndarray)) or \
+                ids.dtype != np.int64 and not on_dev or ids.dtype.kind not in "iu":
             raise ValueError(f"{what} backward: the cache must hold the (batch, time) int64 "
                              f"token ids its forward made, got {chk.describe(ids)}")
-        ids = check_ids(ids, V, f"{what} backward cache ids")
+        ids = chk.contiguous(ids, f"{what} backward cache ids") if on_dev else \
+            check_ids(ids, V, f"{what} backward cache ids")
         chk.array(params["E"], (V, D), dtype, f"{what} backward E")
         dy = _unwrap(dy)[0]
         dy = kernel_array(chk.floating(dy, f"{what} backward dy"))

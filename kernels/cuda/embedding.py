@@ -1,5 +1,7 @@
 """Embedding lookup and channel (spatial) dropout on the GPU; mirrors kernels.cpu.embedding
-(same names, arguments and results; see its docstring).  Ids are trusted, as on the CPU.
+(same names, arguments and results; see its docstring).  The API checks the ids before the
+forward runs; the backward's counting sort also skips ids outside [0, V), because the API does
+not read a cache's device ids back a second time, so no id can make it write out of bounds.
 
 Work to threads:
 
@@ -59,7 +61,9 @@ def _count(ids, counts):
         for v in range(V):
             counts[q, v] = 0
         for i in range(q * N // Q, (q + 1) * N // Q):
-            counts[q, ids[i]] += 1
+            v = ids[i]
+            if v >= 0 and v < V:        # the API checked the ids; never write outside anyway
+                counts[q, v] += 1
 
 
 @cuda.jit
@@ -113,10 +117,12 @@ def _scatter(ids, offsets, order):
     Q = offsets.shape[0]
     N = ids.shape[0]
     for q in range(cuda.grid(1), Q, cuda.gridsize(1)):
+        V = offsets.shape[1]
         for i in range(q * N // Q, (q + 1) * N // Q):
             v = ids[i]
-            order[offsets[q, v]] = i
-            offsets[q, v] += 1
+            if v >= 0 and v < V:
+                order[offsets[q, v]] = i
+                offsets[q, v] += 1
 
 
 @cuda.jit

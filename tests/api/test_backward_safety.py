@@ -13,7 +13,6 @@ out-of-range values in integer arrays (token ids, pooling argmax, step ranges, m
 import json
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -257,7 +256,7 @@ def test_sizes_beyond_32_bit_indices_are_refused_before_any_allocation():
         L.Relu().forward({}, big)
 
 
-def test_layers_run_from_several_python_threads_at_once():
+def test_layers_run_from_several_python_threads_at_once(run_threads):
     """Each call is a pure function of its arguments and Numba's omp/tbb layers are
     threadsafe: two threads stepping the same model concurrently get the sequential results
     bit for bit."""
@@ -273,20 +272,13 @@ def test_layers_run_from_several_python_threads_at_once():
         return model.backward(params, c, y)[1]
 
     expected = [step(x) for x in xs]
-    got, errors = [None, None], []
+    got = [None, None]
 
     def work(i):
-        try:
-            for _ in range(20):
-                got[i] = step(xs[i])
-        except Exception as e:          # pragma: no cover - reported below
-            errors.append(e)
+        for _ in range(20):
+            got[i] = step(xs[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_threads(work, range(2))
     assert not errors, errors
     for e, g in zip(expected, got):
         for k in e:

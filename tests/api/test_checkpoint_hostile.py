@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 import zipfile
 
 import numpy as np
@@ -285,21 +284,13 @@ def test_latest_never_moves_backwards_and_pruning_keeps_it(tmp_path):
     assert (other / "step-000000003").is_dir()
 
 
-def test_concurrent_saves_into_one_root(tmp_path):
+def test_concurrent_saves_into_one_root(tmp_path, run_threads):
     params, st = state()
-    errors = []
-
     def writer(first):
-        try:
-            for step in range(first, 40, 4):
-                C.save(tmp_path, step, params, st, meta={"writer": first}, keep=0)
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
-            errors.append(e)
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        for step in range(first, 40, 4):
+            C.save(tmp_path, step, params, st, meta={"writer": first}, keep=0)
+
+    errors = run_threads(writer, range(4))
     assert not errors
     assert (tmp_path / "LATEST").read_text() == "step-000000039"
     assert len(C.list_checkpoints(tmp_path)) == 40
