@@ -62,7 +62,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _check as chk
-from . import device, optim
+from . import device, distributed, optim, tree
 from .random import fold_in, generator, uniform
 
 VISIBLE = ("bernoulli", "gaussian")
@@ -238,17 +238,53 @@ def init(key, n_visible, n_hidden, *, std=0.01, data=None, visible="bernoulli",
 
 
 # ---------------------------------------------------------------- contrastive divergence
-def _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian):
-    """cd_grads without the checks (inputs already validated)."""
+def _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian, part=None):
+    """cd_grads without the checks (inputs already validated).  part=(start, rows): v0 is
+    rows start.. of a batch of ``rows`` rows, and gets that batch's random numbers, sliced
+    (data-parallel CD draws what one process would)."""
     N, V = v0.shape
     H = W.shape[1]
-    uh, nv = _where(W, *_draws(key, k, N, H, V, v0.dtype, sample_visible, gaussian))
+    start, rows = (0, N) if part is None else part
+    uh, nv = (np.ascontiguousarray(a[:, start:start + N])
+              for a in _draws(key, k, rows, H, V, v0.dtype, sample_visible, gaussian))
+    uh, nv = _where(W, uh, nv)
     persistent = chain is not None
     dW, db, dc, new_chain, _, err = _kernels(W).rbm_cd(
         v0, W, vb, hb, chain if persistent else device.empty((0, H), v0.dtype, W), k,
         persistent, gaussian, bool(sample_visible), uh, nv)
     stats = {"recon_error": None if persistent else float(_to_host(err).sum()) / N}
     return {"W": dW, "vbias": db, "hbias": dc}, (new_chain if persistent else None), stats
+
+
+def _cd_mean(params, xb, start, rows, key, k, sample_visible, gaussian):
+    """Under MPI: the CD-k gradient and reconstruction error of a batch of ``rows`` rows of
+    which this rank holds ``xb``, from row ``start`` on, averaged over the ranks (one fused
+    allreduce)."""
+    if len(xb):
+        grads, _, stats = _cd(params["W"], params["vbias"], params["hbias"], xb, key, k, None,
+                              sample_visible, gaussian, part=(start, rows))
+        err = stats["recon_error"] * len(xb)
+    else:               # a last batch with fewer rows than ranks: this rank adds nothing
+        grads, err = tree.map(np.zeros_like, params), 0.0
+    grads, (err,) = distributed.allreduce(grads, len(xb) / rows, extra=[err])
+    return grads, {"recon_error": err / rows}
+
+
+def _agree(params, opt_state, X, key, batch_size, epochs, on_dev, persistent):
+    """Under MPI, before any step: refuse what fit cannot split (device arrays, PCD's
+    per-batch chain, a batch smaller than the number of ranks), check that the ranks agree
+    (DistributedError naming the rank and both values) and return rank 0's params and
+    optimizer state."""
+    if on_dev or persistent:
+        raise distributed.DistributedError(
+            "rbm.fit: data-parallel training over MPI takes CD (persistent=False) on host "
+            f"arrays; got {'device arrays' if on_dev else 'persistent=True (PCD)'}")
+    distributed.check_batch("rbm.fit", batch_size)
+    distributed.check_same("rbm.fit", data=(tuple(X.shape), X.dtype.str),
+                           batch_size=int(batch_size), epochs=int(epochs), key=tuple(key),
+                           params=distributed.signature(params),
+                           opt_state=distributed.signature(opt_state))
+    return distributed.broadcast(params), distributed.broadcast(opt_state)
 
 
 def cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible="bernoulli"):
@@ -486,6 +522,15 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     monitor: an optional (n_m, n_visible) array evaluated after each epoch: its mean-field
         reconstruction error and (Bernoulli) mean pseudo-likelihood go into the history.
     callback(epoch, FitResult): after each epoch (epoch counts from 1), with copies.
+    Under MPI (``mpiexec -n N``, see ``dlkit.distributed``; CD only, host arrays): every rank
+        calls fit alike; the ranks are checked to agree (data shape, batch size, epochs, key,
+        params) and start from rank 0's params and opt_state; each batch is split across the
+        ranks (``distributed.shard``), each rank drawing the rows of the batch's random
+        numbers that one process would give its rows, and the CD statistics are averaged over
+        ranks, weighted by rows, in one fused allreduce with the batch's reconstruction error
+        (so N ranks give one process's params to float32 rounding); the built-in SGD then runs as
+        ``weight_decay`` + ``optim.sgd`` (the fused kernel's arithmetic).  Every rank ends
+        with the same params; only rank 0 logs.
     Returns FitResult(params, opt_state, chain, history) with history lists "epoch",
     "recon_error" (mean of the batches' CD reconstruction errors; None for PCD), "seconds", and
     "monitor_recon_error", "monitor_pseudo_likelihood" when monitor is given.
@@ -513,6 +558,7 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
         raise TypeError(f"{what}: optimizer must be a dlkit optimizer (optim.sgd(...), "
                         f"optim.adam(...), ...), got {type(optimizer).__name__}")
     X = _placed_data(X, W, what, gaussian, "X")
+    world = distributed.setup()
     if monitor is not None:
         monitor = _placed_data(monitor, W, what, gaussian, "monitor")
     n = len(X)
@@ -527,7 +573,7 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     # the fused CPU kernel updates params and opt_state in place: on private copies, so the
     # caller's arrays stay as they are.  On the device nothing is updated in place.
     on_dev = type(W) is not np.ndarray
-    in_place = fused and not on_dev
+    in_place = fused and not on_dev and world.size == 1
     params = {"W": W.copy(), "vbias": vb.copy(), "hbias": hb.copy()} if in_place else \
         {"W": W, "vbias": vb, "hbias": hb}
     opt = optim.sgd(1.0, momentum=mom0) if fused else optimizer
@@ -540,6 +586,11 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
             opt_state = {s: (v if s == "step" else {n_: np.array(a, copy=True)
                                                      for n_, a in v.items()})
                          for s, v in opt_state.items()}
+    if world.size > 1:
+        params, opt_state = _agree(params, opt_state, X, key, batch_size, epochs, on_dev,
+                                   persistent)
+        log = log if world.rank == 0 else None
+        progress = progress and world.rank == 0
     step = int(opt_state["step"])
     dtype = W.dtype
     H, V = W.shape[1], W.shape[0]
@@ -559,11 +610,12 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
             order = device.to_device(order)     # device X: its rows gathered on the device
         bkey = fold_in(key, 2 * e + 1)
         mu = (mom0 if e < momentum_switch else mom1) if fused else None
-        if fused and on_dev:              # the recipe as optim.sgd, on the device
+        if fused and not in_place:        # the recipe as optim.sgd (device, MPI)
             opt = optim.sgd(lr if callable(lr) else optim.constant(lr), momentum=mu)
         err_sum = 0.0
         for b in range(n_batches):
-            xb = _rows(X, order[b * batch_size:(b + 1) * batch_size])
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb = _rows(X, idx if world.size == 1 else distributed.shard(idx))
             if persistent and chain is None:
                 chain = _sample_hidden(params["W"], params["hbias"], xb,
                                        fold_in(key, 1 << 30))
@@ -582,9 +634,15 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
                 if not persistent:
                     err_sum += float(err.sum()) / N
             else:
-                grads, chain, stats = _cd(params["W"], params["vbias"], params["hbias"], xb,
-                                          fold_in(bkey, b), k, chain if persistent else None,
-                                          sample_visible, gaussian)
+                if world.size == 1:
+                    grads, chain, stats = _cd(params["W"], params["vbias"], params["hbias"],
+                                              xb, fold_in(bkey, b), k,
+                                              chain if persistent else None, sample_visible,
+                                              gaussian)
+                else:
+                    start = sum(distributed.shares(len(idx), world.size)[:world.rank])
+                    grads, stats = _cd_mean(params, xb, start, len(idx), fold_in(bkey, b), k,
+                                            sample_visible, gaussian)
                 grads = _decayed(grads, params, l2, l1)
                 if getattr(opt, "step", None) is not None:   # update + apply in one pass
                     params, opt_state = opt.step(grads, opt_state, params)

@@ -18,6 +18,20 @@ from any checkpoint ends bit for bit where an uninterrupted run with the same se
 
 ``evaluate(model, params, X, Y, loss_fn=..., prepare=...)`` -> (loss, accuracy, predictions).
 
+Data-parallel training: launched under ``mpiexec -n N`` (``dlkit.distributed``), every rank
+calls fit with the same arguments; fit checks that the ranks agree (data size, sample shape,
+batch size, epochs, key, params' names, shapes and dtypes) and that the batch has at least N
+rows, starts from rank 0's params and optimizer state, and each step computes the gradient of
+the rank's share of the global batch of ``batch_size`` rows (``distributed.epoch_shards``) and
+averages it over the ranks with one fused allreduce (weighted by rows, so the step is the
+single-process step to float32 rounding; without dropout the params match a one-process run to
+float32 tolerance, and two runs with the same N match bit for bit).  The loss and the count of
+correct predictions ride in the same buffer.  A forward pass that draws random numbers
+(dropout) uses ``fold_in(fold_in(key, step), rank)`` on each rank.  Only rank 0 logs, shows
+progress and writes checkpoints; on resume rank 0 reads the checkpoint and sends it to every
+rank, so a run resumes with any number of ranks.  Host arrays only (device params under MPI are
+refused).
+
 Device training: pass params moved with ``dlkit.device.to_device`` and the whole loop runs on
 the GPU (the backend follows the arrays).  Each batch is prepared on the host and copied to
 the device; per step the host reads back the loss, a one-byte finiteness flag of the
@@ -31,7 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import device, losses, nn, tree
+from . import device, distributed, losses, nn, tree
 from .optim import apply_updates
 from .data import batching
 from .random import fold_in
@@ -129,6 +143,11 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
     step_fn = nn.value_and_grad(model, loss_fn)
     on_dev = device.on_device_tree(params)
     opt_state = opt.init(params) if opt_state is None else opt_state
+    world = distributed.setup()
+    if world.size > 1:
+        params, opt_state = _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev)
+        log = log if world.rank == 0 else (lambda msg: None)
+        progress = progress and world.rank == 0
     n_per_epoch = batching.n_batches(len(X), batch_size)
     history = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                                "seconds")}
@@ -138,7 +157,8 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
     if resume:
         if not checkpoint_dir:
             raise ValueError("fit: resume=True needs checkpoint_dir")
-        c = ckpt.restore(checkpoint_dir, like=device.to_host(params) if on_dev else params)
+        c = distributed.from_main(ckpt.restore, checkpoint_dir,
+                                  like=device.to_host(params) if on_dev else params)
         if c is not None and on_dev:
             c = c._replace(params=device.to_device(c.params),
                            opt_state=device.to_device(c.opt_state))
@@ -162,7 +182,7 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
             log(f"resumed from {c.path} (step {step}, epoch {epoch + 1}, batch {start_batch})")
 
     def save():
-        if checkpoint_dir:
+        if checkpoint_dir and world.rank == 0:
             meta = dict(
                 key=list(key), epoch=epoch, batch=start_batch, sums=sums, history=history,
                 best=best, since_best=since_best, monitor=monitor, optimizer=opt.name,
@@ -177,12 +197,25 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
         order_key = fold_in(key, EPOCH_SALT + epoch)
         bar = tqdm(total=n_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False, mininterval=0.5)
-        for xb, yb in batching.batches(X, Y, batch_size, key=order_key, start=start_batch):
-            x = prepare(xb) if prepare else xb
-            yd = yb
-            if on_dev:
-                x, yd = device.to_device((x, yb))
-            loss, out, grads = step_fn(params, x, yd, key=fold_in(key, step))
+        for rows, mine in distributed.epoch_shards(order_key, len(X), batch_size,
+                                                   start=start_batch):
+            xb, yb = X[mine], Y[mine]
+            if len(mine):
+                x = prepare(xb) if prepare else xb
+                yd = yb
+                if on_dev:
+                    x, yd = device.to_device((x, yb))
+                step_key = fold_in(key, step) if world.size == 1 else \
+                    fold_in(fold_in(key, step), world.rank)
+                loss, out, grads = step_fn(params, x, yd, key=step_key)
+                correct = int(np.sum(predictions(device.to_host(out))
+                                     == np.asarray(yb).reshape(-1)))
+            else:       # a last batch with fewer rows than ranks: this rank adds nothing
+                loss, correct, grads = 0.0, 0, tree.map(np.zeros_like, params)
+            if world.size > 1:
+                grads, (loss_sum, correct) = distributed.allreduce(
+                    grads, len(mine) / rows, extra=[loss * len(mine), correct])
+                loss, correct = loss_sum / rows, int(round(correct))
             _check_finite(loss, grads, step, epoch, start_batch)
             if grad_transform is not None:
                 grads = grad_transform(grads)
@@ -195,10 +228,7 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
             params, opt_state = new_params, new_state
             step += 1
             start_batch += 1
-            sums = [sums[0] + loss * len(xb),
-                    sums[1] + int(np.sum(predictions(device.to_host(out))
-                                         == np.asarray(yb).reshape(-1))),
-                    sums[2] + len(xb)]
+            sums = [sums[0] + loss * rows, sums[1] + correct, sums[2] + rows]
             bar.update(1)
             if start_batch % 20 == 0:
                 bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}", acc=f"{sums[1] / sums[2]:.4f}",
@@ -236,3 +266,21 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
                 stop = True
         save()
     return FitResult(params, opt_state, history)
+
+
+def _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev):
+    """Under MPI, before any step: refuse device params and a batch smaller than the number of
+    ranks, check that every rank was given the same run (DistributedError naming the rank and
+    both values otherwise), and return rank 0's params and optimizer state."""
+    if on_dev:
+        raise distributed.DistributedError(
+            "fit: data-parallel training over MPI takes host (NumPy) params; got device "
+            "arrays. Run one process per GPU without mpiexec, or train on the host")
+    distributed.check_batch("fit", batch_size)
+    X0, Y0 = np.asarray(X[:1]), np.asarray(Y[:1])
+    distributed.check_same("fit", n_train=len(X), sample=(X0.shape[1:], X0.dtype.str),
+                           labels=(Y0.shape[1:], Y0.dtype.str), batch_size=int(batch_size),
+                           epochs=int(epochs), key=tuple(key),
+                           params=distributed.signature(params),
+                           opt_state=distributed.signature(opt_state))
+    return distributed.broadcast(params), distributed.broadcast(opt_state)
