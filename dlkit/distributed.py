@@ -117,12 +117,14 @@ def _mpi():
 
 
 def _abort_hook(kind, value, tb):
-    """sys.excepthook under MPI: print the error (rank > 0 after a second, so an error all
-    ranks raise is printed once, by rank 0) and abort the whole job."""
+    """sys.excepthook under MPI: print the traceback (a DistributedError: its one line; rank
+    > 0 after a second, so an error all ranks raise is printed once, by rank 0) and abort the
+    whole job."""
     w = world()
     if w.rank:
         time.sleep(1.0)
-    text = "".join(traceback.format_exception(kind, value, tb))
+    text = f"error: {value}\n" if issubclass(kind, DistributedError) else \
+        "".join(traceback.format_exception(kind, value, tb))
     sys.stderr.write(f"[rank {w.rank} of {w.size}] {text}")
     sys.stderr.flush()
     w.comm.Abort(1)

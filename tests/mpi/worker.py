@@ -91,7 +91,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["fit", "broadcast", "rbm", "raise"])
     p.add_argument("out", type=Path)
-    p.add_argument("--n", type=int, default=203)
+    p.add_argument("--n", type=int, default=202,
+                   help="rows; 202 = 8 batches of 25 and one of 2, fewer rows than 3 ranks")
     p.add_argument("--batch-size", type=int, default=25)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--ckpt", default=None)
