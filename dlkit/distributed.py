@@ -144,9 +144,12 @@ def setup():
 
 
 def run(main, *args):
-    """Run a script's ``main(*args)``; under MPI a ``sys.exit`` with an error (code not 0 or
+    """Run a script's ``main(*args)``.  Under MPI: ranks other than 0 print nothing to stdout
+    (it goes to os.devnull; stderr stays), and a ``sys.exit`` with an error (code not 0 or
     None) ends the whole job like an exception does: its message printed once, then Abort."""
     w = setup()
+    if w.rank:
+        sys.stdout = open(os.devnull, "w")
     try:
         return main(*args)
     except SystemExit as e:

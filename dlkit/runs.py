@@ -13,7 +13,9 @@ from the run's ``run.json`` with ``--resume DIR`` (a given flag that contradicts
 error unless the setting is ``changeable``, like a number of epochs to extend a run by), else
 from the default.  A fresh run refuses a folder that holds another run unless ``--overwrite``,
 which ``begin`` honours by removing that run's files (only the names in RUN_ENTRIES; other
-files are left alone).  ``begin`` writes ``run.json`` atomically.  Errors are RunFolderError
+files are left alone).  ``begin`` writes ``run.json`` atomically.  Under data-parallel MPI
+(``dlkit.distributed``) only rank 0 looks at and writes the folder: ``resolve`` runs there and
+sends the settings, the folder or the error to every rank; ``begin`` does nothing elsewhere.  Errors are RunFolderError
 (a ValueError), worded for the command line.
 """
 import argparse
@@ -71,7 +73,18 @@ def read(folder, script):
 def resolve(args, script, settings, *, default_out, changeable=()):
     """Fill the run settings into ``args`` and return the run folder (see the module doc).
     ``args`` needs ``out``, ``resume`` and ``overwrite``; default_out: a path, or a function
-    of the resolved args."""
+    of the resolved args.  Under MPI: decided on rank 0, the same on every rank."""
+    from . import distributed
+
+    def on_main():
+        out = _resolve(args, script, settings, default_out, changeable)
+        return vars(args), out
+    resolved, out = distributed.from_main(on_main)
+    vars(args).update(resolved)
+    return out
+
+
+def _resolve(args, script, settings, default_out, changeable):
     if args.resume and args.overwrite:
         raise RunFolderError("--overwrite starts a new run; it cannot be combined with "
                              "--resume")
@@ -100,7 +113,11 @@ def resolve(args, script, settings, *, default_out, changeable=()):
 
 def begin(out, args, script, settings):
     """Make the run folder ready just before training: remove the previous run's entries if
-    ``args.overwrite``, then write run.json with the resolved settings."""
+    ``args.overwrite``, then write run.json with the resolved settings.  Rank 0 only under
+    MPI."""
+    from . import distributed
+    if not distributed.is_main():
+        return
     out = Path(out)
     if args.overwrite:
         for name in held(out):

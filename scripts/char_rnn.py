@@ -18,6 +18,9 @@ unless --overwrite), config.json (alphabet and sizes),
 checkpoints/ (every --checkpoint-every steps and at the end; params, Adam state, history),
 history.json.  Sampling feeds the seed text through the network, then draws one character at a
 time from softmax(logits / temperature), carrying the LSTM state from step to step.
+Training is data-parallel under ``mpiexec -n N`` (dlkit.distributed): each rank takes its share
+of the --batch-size windows of a step, the gradients are averaged in one fused allreduce, and
+rank 0 prints and writes the run.
 """
 import argparse
 import json
@@ -111,7 +114,7 @@ def train(args):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, clip, data, device, nn, optim, random, runs, tree
+    from dlkit import checkpoint, clip, data, device, distributed, nn, optim, random, runs, tree
 
     try:
         out = runs.resolve(args, "char_rnn.py", SETTINGS, default_out="runs/char_rnn",
@@ -129,9 +132,10 @@ def train(args):
         if diff:
             sys.exit(f"error: {out} was trained with other settings (saved, now): {diff}")
     runs.begin(out, args, "char_rnn.py", SETTINGS)
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=1))
-    os.replace(tmp, out / "config.json")
+    if distributed.is_main():
+        tmp = out / "config.json.tmp"
+        tmp.write_text(json.dumps(cfg, indent=1))
+        os.replace(tmp, out / "config.json")
 
     V = len(corpus)
     key = random.key(args.seed)
@@ -141,10 +145,19 @@ def train(args):
     state = opt.init(params)
     step, history = 0, {"step": [], "train_loss": [], "val_loss": [], "seconds": []}
     if args.resume:
-        c = checkpoint.restore(out / "checkpoints", like=params)
+        c = distributed.from_main(checkpoint.restore, out / "checkpoints", like=params)
         if c is not None:
             params, state, step, history = c.params, c.opt_state, c.step, c.meta["history"]
             print(f"resumed from {c.path} (step {step})")
+    world = distributed.setup()
+    if world.size > 1:
+        if args.device == "cuda":
+            sys.exit("error: data-parallel training over MPI runs on the host; drop --device "
+                     "cuda or mpiexec")
+        distributed.check_batch("char_rnn.py", args.batch_size)
+        distributed.check_same("char_rnn.py", train_chars=len(corpus.train), step=step,
+                               params=distributed.signature(params))
+        params, state = distributed.broadcast(params), distributed.broadcast(state)
     if args.device == "cuda":
         try:
             device.cuda()
@@ -161,6 +174,8 @@ def train(args):
     data_key = random.fold_in(key, 1)
 
     def save():
+        if world.rank:
+            return
         checkpoint.save(out / "checkpoints", step, device.to_host(params),
                         device.to_host(state), meta=dict(history=history, config=cfg))
 
@@ -168,9 +183,15 @@ def train(args):
     while step < args.steps:
         x, y = data.random_windows(corpus.train, args.batch_size, args.seq_len,
                                    random.fold_in(data_key, step))
-        if args.device == "cuda":
-            x, y = device.to_device((x, y))
-        loss, _, grads = grad_fn(params, x, y)
+        if world.size > 1:              # this rank's windows; the mean over all of them
+            mine = distributed.shard(np.arange(args.batch_size))
+            loss, _, grads = grad_fn(params, x[mine], y[mine])
+            grads, (loss,) = distributed.allreduce(grads, len(mine) / args.batch_size,
+                                                   extra=[loss * len(mine) / args.batch_size])
+        else:
+            if args.device == "cuda":
+                x, y = device.to_device((x, y))
+            loss, _, grads = grad_fn(params, x, y)
         if not np.isfinite(loss):
             sys.exit(f"error: non-finite loss at step {step}; params not updated")
         if args.clip:
@@ -191,6 +212,8 @@ def train(args):
             running, n_run, t0 = 0.0, 0, time.perf_counter()
         if step % args.checkpoint_every == 0 or step == args.steps:
             save()
+    if world.rank:                      # under MPI, rank 0 writes and samples
+        return history
     tmp = out / "history.json.tmp"
     tmp.write_text(json.dumps(dict(cfg, history=history), indent=1))
     os.replace(tmp, out / "history.json")
@@ -261,4 +284,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from dlkit.distributed import run      # under mpiexec: rank 0 prints, an error ends the job
+    run(main)

@@ -30,6 +30,9 @@ inputs and the PNGs come from host copies.
 (finished layers are kept, fine-tuning resumes at its last checkpoint).  A folder holds one
 run: a fresh run refuses a folder holding another (--overwrite replaces it).  Data is looked
 for in --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
+Data-parallel under ``mpiexec -n N`` (dlkit.distributed): CD pretraining and fine-tuning split
+each batch across the ranks (not --pcd, whose chain belongs to one process); rank 0 prints and
+writes the run.
 """
 import argparse
 import json
@@ -103,8 +106,8 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import (checkpoint, data, dbn, device, metrics, nn, optim, random, rbm, runs,
-                       train, tree)
+    from dlkit import (checkpoint, data, dbn, device, distributed, metrics, nn, optim, random,
+                       rbm, runs, train, tree)
     from dlkit import layers as L
 
     if args.device == "cuda":
@@ -153,7 +156,7 @@ def main(argv=None):
     host = device.to_host if on_dev else (lambda t: t)
     done, histories = 0, []
     if args.resume:
-        c = checkpoint.restore(pre_dir)
+        c = distributed.from_main(checkpoint.restore, pre_dir)
         if c is not None:
             if c.meta.get("sizes") != sizes or c.meta.get("seed") != args.seed:
                 sys.exit(f"error: {c.path} was pretrained with sizes {c.meta.get('sizes')} and "
@@ -168,10 +171,11 @@ def main(argv=None):
         nonlocal histories
         trained[layer] = res.params
         histories = histories + [res.history]
-        checkpoint.save(pre_dir, layer + 1,
-                        {f"rbm{i}": host(trained[i]) for i in range(layer + 1)},
-                        meta=dict(layers_done=layer + 1, sizes=sizes, seed=args.seed,
-                                  histories=histories, k=args.k, pcd=args.pcd))
+        if distributed.is_main():
+            checkpoint.save(pre_dir, layer + 1,
+                            {f"rbm{i}": host(trained[i]) for i in range(layer + 1)},
+                            meta=dict(layers_done=layer + 1, sizes=sizes, seed=args.seed,
+                                      histories=histories, k=args.k, pcd=args.pcd))
 
     if on_dev:
         stack, Xtr_pre = device.to_device((stack, Xtr))     # the training set: one copy up
@@ -219,6 +223,8 @@ def main(argv=None):
                        val=val, checkpoint_dir=out / "finetune", resume=args.resume is not None,
                        progress=not args.quiet)
     finetune_seconds = time.perf_counter() - t0
+    if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
+        return None
     test_loss, test_acc, pred = train.evaluate(model, result.params, Xte, yte)
     print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after pretraining and "
           f"{args.finetune_epochs} epochs of fine-tuning ({finetune_seconds:.1f} s)\n")
@@ -251,4 +257,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from dlkit.distributed import run      # under mpiexec: rank 0 prints, an error ends the job
+    run(main)

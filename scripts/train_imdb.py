@@ -19,6 +19,8 @@ folder holds one run: a fresh run refuses a folder holding another (--resume DIR
 with its own settings, a larger --epochs extends it; --overwrite replaces it).
 Data: aclImdb/ or aclImdb_v1.tar.gz in --data-dir, $DLKIT_DATA, ~/.cache/dlkit,
 /usr/share/datasets, else downloaded from Stanford.
+Data-parallel under ``mpiexec -n N`` (dlkit.distributed): the same global --batch-size split
+across the ranks; rank 0 prints and writes the run.
 """
 import argparse
 import json
@@ -118,7 +120,8 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, clip, data, losses, metrics, optim, random, runs, train, tree
+    from dlkit import (checkpoint, clip, data, distributed, losses, metrics, optim, random,
+                       runs, train, tree)
 
     if args.device == "cuda":
         from dlkit import device
@@ -158,7 +161,8 @@ def main(argv=None):
         vocab = data.Vocabulary.load(vocab_path)
     else:
         vocab = data.Vocabulary.build((data.tokenize(t) for t in tr_text), args.vocab_size)
-        vocab.save(vocab_path)
+        if distributed.is_main():
+            vocab.save(vocab_path)
     xtr, xte = encode(tr_text, vocab, args.maxlen), encode(te_text, vocab, args.maxlen)
     if args.train_subset:
         sub = random.generator(random.fold_in(key, 3)).permutation(len(xtr))[:args.train_subset]
@@ -190,6 +194,8 @@ def main(argv=None):
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
                        progress=not args.quiet)
     seconds = time.perf_counter() - t0
+    if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
+        return None
     p = predict(model, result.params, prepare, xte)
     pred = (p > 0.5).astype(np.int64)
     r = metrics.precision_recall_f1(yte, pred, 2)
@@ -224,4 +230,5 @@ def report(model, params, prepare, vocab, args):
 
 
 if __name__ == "__main__":
-    main()
+    from dlkit.distributed import run      # under mpiexec: rank 0 prints, an error ends the job
+    run(main)

@@ -9,6 +9,9 @@ checkpoints, history.json, learning_curve.png and confusion_matrix.png.  A folde
 run: a fresh run refuses a folder holding another (use --resume DIR to continue it with its
 own settings, --overwrite to replace it, or another --out).  Data is looked for in
 --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
+
+Data-parallel: ``mpiexec -n 2 python scripts/train_mnist.py ...`` trains with the same global
+--batch-size split across the ranks (dlkit.distributed); rank 0 prints and writes the run.
 """
 import argparse
 import json
@@ -64,7 +67,7 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import data, metrics, optim, random, runs, train, tree
+    from dlkit import data, distributed, metrics, optim, random, runs, train, tree
     from dlkit.zoo import DEFAULT_BATCH, DEFAULT_LR, MODELS
 
     try:
@@ -108,6 +111,8 @@ def main(argv=None):
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
                        progress=not args.quiet)
     seconds = time.perf_counter() - t0
+    if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
+        return None
     test_loss, test_acc, pred = train.evaluate(model, result.params, xte, yte, prepare=prepare)
     names = data.CLASS_NAMES[args.dataset]
     print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {args.epochs} epochs, "
@@ -136,4 +141,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from dlkit.distributed import run      # under mpiexec: rank 0 prints, an error ends the job
+    run(main)

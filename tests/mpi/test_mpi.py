@@ -159,3 +159,18 @@ def test_bad_configuration_is_refused_before_training(mpiexec, tmp_path, args, m
     assert p.returncode != 0 and message in p.stdout, p.stdout[-2000:]
     assert "epoch 1/" not in p.stdout
     assert p.stdout.count(message) == 1           # printed once (by rank 0)
+
+
+def test_train_mnist_under_mpiexec_writes_one_run_from_rank0(mpiexec, data_dir, tmp_path):
+    """The README's command on 3000 Fashion-MNIST images: rank 0 prints once and writes the
+    run; a second fresh run in the same folder is refused with one error line."""
+    script = REPO / "scripts" / "train_mnist.py"
+    args = ("--dataset", "fashion-mnist", "--train-subset", 3000, "--epochs", 1, "--out",
+            tmp_path / "run", "--no-plots", "--quiet")
+    p = launch(mpiexec, 2, *args, script=script)
+    assert p.returncode == 0, p.stdout[-3000:]
+    assert p.stdout.count("test accuracy") == 1 and p.stdout.count("epoch 1/1") == 1
+    assert sorted(x.name for x in (tmp_path / "run").iterdir()) == \
+        ["checkpoints", "history.json", "run.json"]
+    p = launch(mpiexec, 2, *args, script=script)
+    assert p.returncode != 0 and p.stdout.count("already holds a run") == 1, p.stdout[-2000:]
