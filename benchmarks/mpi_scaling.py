@@ -5,6 +5,7 @@
     mpiexec -n 2 python benchmarks/mpi_scaling.py latency     # alpha (8 B) and bandwidth (64 MiB)
     python benchmarks/mpi_scaling.py step                     # 1 rank x all threads
     mpiexec -n 2 python benchmarks/mpi_scaling.py step        # 2 ranks x cores/2 threads
+    mpiexec -n 2 python benchmarks/mpi_scaling.py step 2      # 2 ranks x 2 threads each
     python benchmarks/mpi_scaling.py predict ALPHA_US GBIT_S  # the ring model, docs/scaling.md
 
 allreduce: for the gradient tree of each zoo model (and the IMDb LSTM), the median time of
@@ -121,10 +122,13 @@ def predict(alpha_us, gbit_s, reps=20):
               f"hides at {comm[-1] / (t / batch):6.0f} rows/node", flush=True)
 
 
-def bench_step(reps=30):
+def bench_step(threads=None, reps=30):
+    """threads: override the rule (to measure oversubscribed cores)."""
     from dlkit import distributed as dist, losses, nn, optim, random
     w = dist.setup()
     import numba
+    if threads:
+        numba.set_num_threads(threads)
     for name, (model, in_shape, dtype, classes, batch) in models().items():
         _, params = model.init(random.key(0), in_shape)
         rng = np.random.default_rng(0)
@@ -162,7 +166,7 @@ def bench_step(reps=30):
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "step"
     if what == "step":
-        return bench_step()
+        return bench_step(int(sys.argv[2]) if len(sys.argv) > 2 else None)
     if what == "predict":
         return predict(float(sys.argv[2]), float(sys.argv[3]))
     from dlkit import distributed as dist
