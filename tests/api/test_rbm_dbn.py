@@ -250,7 +250,7 @@ class _NoKernels:
 
 @pytest.fixture
 def no_kernels(monkeypatch):
-    monkeypatch.setattr(rbm, "K", _NoKernels())
+    monkeypatch.setattr(rbm, "_kernels", lambda W: _NoKernels())
 
 
 def _bad_calls(rng):
