@@ -1,0 +1,293 @@
+"""Character-level LSTM language model: train on any text file, sample from a checkpoint.
+
+    python scripts/char_rnn.py train                          # Tiny Shakespeare, 2000 steps
+    python scripts/char_rnn.py train --text my_book.txt --steps 5000 --out runs/book
+    python scripts/char_rnn.py train --resume runs/char_rnn   # continue an interrupted run
+    python scripts/char_rnn.py sample --out runs/char_rnn --temperature 0.8 --seed-text "ROMEO:"
+
+The model: Embedding (alphabet x --embed), --layers LSTMs of --units (return_sequences), a
+TimeDistributed Dense over the alphabet; softmax cross-entropy on the next character at every
+step (nats per character).  Training batches are --batch-size windows of --seq-len characters
+at random offsets in the first 90% of the text (drawn from the seed, so a run is reproducible
+and resumable step for step); the last 10% is the validation text, evaluated every
+--eval-every steps as the mean loss over all its non-overlapping windows.  Adam, gradients
+clipped to global norm --clip.  Writes into --out: run.json (the run's settings: --resume
+restores them, a larger --steps extends the run; a fresh run refuses a folder holding another
+unless --overwrite), config.json (alphabet and sizes),
+checkpoints/ (every --checkpoint-every steps and at the end; params, Adam state, history),
+history.json.  Sampling feeds the seed text through the network, then draws one character at a
+time from softmax(logits / temperature), carrying the LSTM state from step to step.
+Training is data-parallel under ``mpiexec -n N`` (dlkit.distributed): each rank takes its share
+of the --batch-size windows of a step, the gradients are averaged in one fused allreduce, and
+rank 0 prints and writes the run.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+SETTINGS = {}          # the run settings: restored from the run by --resume (dlkit.runs)
+
+
+def parse_args(argv=None):
+    from dlkit import runs
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (or resume) a model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def setting(flag, default, **kw):
+        runs.setting(t, SETTINGS, flag, default, **kw)
+    setting("--text", "tinyshakespeare",
+            help="a text file, or the name of a known corpus (tinyshakespeare)")
+    setting("--steps", 2000, type=int, help="with --resume, a larger number extends the run")
+    setting("--batch-size", 64, type=int)
+    setting("--seq-len", 100, type=int)
+    setting("--embed", 64, type=int)
+    setting("--embed-init", "normal", choices=["normal", "uniform"],
+            help="embedding init: N(0, 1) as PyTorch, or Keras' U(-0.05, 0.05)")
+    setting("--units", 256, type=int)
+    setting("--layers", 1, type=int)
+    setting("--lr", 2e-3, type=float)
+    setting("--clip", 5.0, type=float, help="global-norm clipping (0: none)")
+    setting("--val-fraction", 0.1, type=float)
+    setting("--seed", 0, type=int)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to train: cuda keeps params, optimizer state and each batch on "
+                        "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator); "
+                        "sampling runs on the CPU")
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--out", default=None, help="output folder (default runs/char_rnn)")
+    t.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its newest valid checkpoint, with its "
+                        "settings")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds one (its files are removed)")
+    t.add_argument("--sample-length", type=int, default=300,
+                   help="characters to sample at the end (0: none)")
+    s = sub.add_parser("sample", help="sample text from a trained model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--out", default="runs/char_rnn", help="the training run's folder")
+    s.add_argument("--length", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--seed-text", default="\n")
+    s.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def build_model(vocab, cfg):
+    from dlkit import layers as L
+    from dlkit import nn
+    layers = [("embed", L.Embedding(vocab, cfg["embed"], E_init=cfg.get("embed_init", "normal")))]
+    for i in range(cfg["layers"]):
+        layers.append((f"lstm{i + 1}", L.LSTM(cfg["units"], return_sequences=True)))
+    layers.append(("out", L.TimeDistributed(L.Dense(vocab))))
+    return nn.serial(*layers)
+
+
+def sequence_loss(out, y):
+    """Mean next-character cross-entropy over every step: out (B, T, V), y (B, T)."""
+    from dlkit import losses
+    loss, d = losses.softmax_cross_entropy(out.reshape(-1, out.shape[2]), y.reshape(-1))
+    return loss, d.reshape(out.shape)
+
+
+def evaluate(model, params, ids, seq_len, batch_size=256):
+    """Mean loss (nats per character) over all non-overlapping windows of ``ids``."""
+    from dlkit import data
+    x, y = data.sequential_windows(ids, seq_len)
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        out, _ = model.forward(params, x[i:i + batch_size], train=False)
+        total += sequence_loss(out, y[i:i + batch_size])[0] * len(out)
+    return total / len(x)
+
+
+def train(args):
+    import numpy as np
+
+    import dlkit
+    from dlkit import checkpoint, clip, data, device, distributed, nn, optim, random, runs, tree
+
+    try:
+        out = runs.resolve(args, "char_rnn.py", SETTINGS, default_out="runs/char_rnn",
+                           changeable=("steps",))
+        corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
+    except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    cfg = dict(text=corpus.source, chars=corpus.chars, embed=args.embed,
+               embed_init=args.embed_init, units=args.units,
+               layers=args.layers, seq_len=args.seq_len, batch_size=args.batch_size,
+               lr=args.lr, clip=args.clip, seed=args.seed, val_fraction=args.val_fraction)
+    if args.resume and (out / "config.json").is_file():
+        saved = json.loads((out / "config.json").read_text())
+        diff = {k: (saved.get(k), v) for k, v in cfg.items() if k != "text" and saved.get(k) != v}
+        if diff:
+            sys.exit(f"error: {out} was trained with other settings (saved, now): {diff}")
+    runs.begin(out, args, "char_rnn.py", SETTINGS)
+    if distributed.is_main():
+        tmp = out / "config.json.tmp"
+        tmp.write_text(json.dumps(cfg, indent=1))
+        os.replace(tmp, out / "config.json")
+
+    V = len(corpus)
+    key = random.key(args.seed)
+    model = build_model(V, cfg)
+    _, params = model.init(random.fold_in(key, 0), (args.seq_len,))
+    opt = optim.adam(args.lr)
+    state = opt.init(params)
+    step, history = 0, {"step": [], "train_loss": [], "val_loss": [], "seconds": []}
+    if args.resume:
+        c = distributed.from_main(checkpoint.restore, out / "checkpoints", like=params)
+        if c is not None:
+            params, state, step, history = c.params, c.opt_state, c.step, c.meta["history"]
+            print(f"resumed from {c.path} (step {step})")
+    world = distributed.setup()
+    if world.size > 1:
+        if args.device == "cuda":
+            sys.exit("error: data-parallel training over MPI runs on the host; drop --device "
+                     "cuda or mpiexec")
+        distributed.check_batch("char_rnn.py", args.batch_size)
+        distributed.check_same("char_rnn.py", train_chars=len(corpus.train), step=step,
+                               params=distributed.signature(params))
+        params, state = distributed.broadcast(params), distributed.broadcast(state)
+    if args.device == "cuda":
+        try:
+            device.cuda()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
+        params, state = device.to_device((params, state))
+    print(f"dlkit {dlkit.__version__}: char LSTM on {corpus.source} ({len(corpus.train):,} train "
+          f"/ {len(corpus.val):,} val characters, alphabet {V}), embed {args.embed}, "
+          f"{args.layers} x LSTM {args.units}, {tree.size(params):,} params, batch "
+          f"{args.batch_size} x {args.seq_len}, adam lr={args.lr}, clip {args.clip or 'none'}, "
+          f"{args.device}")
+
+    grad_fn = nn.value_and_grad(model, sequence_loss)
+    data_key = random.fold_in(key, 1)
+
+    def save():
+        if world.rank:
+            return
+        checkpoint.save(out / "checkpoints", step, device.to_host(params),
+                        device.to_host(state), meta=dict(history=history, config=cfg))
+
+    running, n_run, t0 = 0.0, 0, time.perf_counter()
+    while step < args.steps:
+        x, y = data.random_windows(corpus.train, args.batch_size, args.seq_len,
+                                   random.fold_in(data_key, step))
+        if world.size > 1:              # this rank's windows; the mean over all of them
+            mine = distributed.shard(np.arange(args.batch_size))
+            loss, _, grads = grad_fn(params, x[mine], y[mine])
+            grads, (loss,) = distributed.allreduce(grads, len(mine) / args.batch_size,
+                                                   extra=[loss * len(mine) / args.batch_size])
+        else:
+            if args.device == "cuda":
+                x, y = device.to_device((x, y))
+            loss, _, grads = grad_fn(params, x, y)
+        if not np.isfinite(loss):
+            sys.exit(f"error: non-finite loss at step {step}; params not updated")
+        if args.clip:
+            grads = clip.clip_by_global_norm(grads, args.clip)
+        updates, state = opt.update(grads, state, params)
+        params = optim.apply_updates(params, updates)
+        step += 1
+        running, n_run = running + loss, n_run + 1
+        if step % args.eval_every == 0 or step == args.steps:
+            val = evaluate(model, params, corpus.val, args.seq_len)
+            secs = time.perf_counter() - t0
+            history["step"].append(step)
+            history["train_loss"].append(running / n_run)
+            history["val_loss"].append(val)
+            history["seconds"].append(secs)
+            print(f"step {step:6d}: train loss {running / n_run:.4f}  val loss {val:.4f} "
+                  f"nats/char  ({secs:.1f} s)", flush=True)
+            running, n_run, t0 = 0.0, 0, time.perf_counter()
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save()
+    if world.rank:                      # under MPI, rank 0 writes and samples
+        return history
+    tmp = out / "history.json.tmp"
+    tmp.write_text(json.dumps(dict(cfg, history=history), indent=1))
+    os.replace(tmp, out / "history.json")
+    print(f"\nwrote {out}/: config.json, checkpoints/, history.json")
+    if args.sample_length:
+        print(f"\nsample (temperature 0.8):\n{sample(out, args.sample_length, 0.8, chr(10))}")
+    return history
+
+
+def sample(out, length, temperature, seed_text, seed=0):
+    """Text from the newest checkpoint in ``out``: seed_text followed by ``length`` characters."""
+    import numpy as np
+
+    from dlkit import checkpoint, data, random
+    from dlkit import layers as L
+
+    out = Path(out)
+    if not (out / "config.json").is_file():
+        raise FileNotFoundError(f"{out}/config.json not found: is {out} a char_rnn.py run?")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    cfg = json.loads((out / "config.json").read_text())
+    corpus = data.CharCorpus(cfg["chars"], 0.0, chars=cfg["chars"])
+    V = len(cfg["chars"])
+    _, like = build_model(V, cfg).init(random.key(0), (cfg["seq_len"],))
+    c = checkpoint.restore(out / "checkpoints", like=like)
+    if c is None:
+        raise FileNotFoundError(f"no checkpoint in {out}/checkpoints")
+    p = c.params
+    emb = L.Embedding(V, cfg["embed"])
+    lstms = [L.LSTM(cfg["units"], return_sequences=True, return_state=True)
+             for _ in range(cfg["layers"])]
+    dense = L.Dense(V)
+    states = [None] * cfg["layers"]
+
+    def step(ids):
+        h, _ = emb.forward(p["embed"], ids)
+        for i, lstm in enumerate(lstms):
+            inp = h if states[i] is None else (h, states[i])
+            (h, states[i]), _ = lstm.forward(p[f"lstm{i + 1}"], inp)
+        logits, _ = dense.forward(p["out"], np.ascontiguousarray(h[:, -1]))
+        return logits[0].astype(np.float64)
+
+    rng = random.generator(random.key(seed))
+    seed_text = seed_text or "\n"
+    logits = step(corpus.encode(seed_text)[None, :])
+    chars = []
+    for _ in range(length):
+        z = logits / temperature
+        prob = np.exp(z - z.max())
+        prob /= prob.sum()
+        i = int(rng.choice(V, p=prob))
+        chars.append(cfg["chars"][i])
+        logits = step(np.array([[i]], np.int64))
+    return seed_text + "".join(chars)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.command == "train":
+        return train(args)
+    try:
+        text = sample(args.out, args.length, args.temperature, args.seed_text, args.seed)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(text)
+    return text
+
+
+def cli():
+    """The console command: run main() on sys.argv (under mpiexec: rank 0 prints, an error
+    ends the job)."""
+    from dlkit.distributed import run
+    run(main)
+
+
+if __name__ == "__main__":
+    cli()

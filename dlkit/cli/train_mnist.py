@@ -1,0 +1,150 @@
+"""Train a model from dlkit.zoo on MNIST, Fashion-MNIST or Kuzushiji-MNIST.
+
+    python scripts/train_mnist.py --dataset fashion-mnist --model mlp --epochs 10
+
+Prints per-epoch train loss/accuracy, validation accuracy and seconds, then the test accuracy
+and a per-class precision/recall/F1 table.  Writes into --out: run.json (the run's settings),
+checkpoints, history.json, learning_curve.png and confusion_matrix.png.  A folder holds one
+run: a fresh run refuses a folder holding another (use --resume DIR to continue it with its
+own settings, --overwrite to replace it, or another --out).  Data is looked for in
+--data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
+
+Data-parallel: ``mpiexec -n 2 python scripts/train_mnist.py ...`` trains with the same global
+--batch-size split across the ranks (dlkit.distributed); rank 0 prints and writes the run.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+SETTINGS = {}          # the run settings: restored from the run by --resume (dlkit.runs)
+
+
+def parse_args(argv=None):
+    from dlkit import runs
+    from dlkit.zoo import MODELS
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    runs.setting(p, SETTINGS, "--dataset", "mnist", choices=["mnist", "fashion-mnist", "kmnist"])
+    runs.setting(p, SETTINGS, "--model", "mlp", choices=sorted(MODELS))
+    runs.setting(p, SETTINGS, "--epochs", 10, type=int)
+    runs.setting(p, SETTINGS, "--batch-size", None, type=int,
+                 help="None: the model's, dlkit.zoo.DEFAULT_BATCH (cnn 64, others 128)")
+    runs.setting(p, SETTINGS, "--lr", None, type=float,
+                 help="initial learning rate (None: the model's, dlkit.zoo.DEFAULT_LR: "
+                      "mlp and cnn 2e-3, others 1e-3)")
+    runs.setting(p, SETTINGS, "--schedule", "cosine", choices=["cosine", "constant"],
+                 help="learning-rate schedule over the whole run (cosine: decay to 0)")
+    runs.setting(p, SETTINGS, "--optimizer", "adam", choices=["adam", "adamw", "sgd", "rmsprop"])
+    runs.setting(p, SETTINGS, "--seed", 0, type=int)
+    runs.setting(p, SETTINGS, "--val-fraction", 0.1, type=float,
+                 help="share of the training set held out for validation")
+    runs.setting(p, SETTINGS, "--train-subset", None, type=int, metavar="N",
+                 help="train on the first N training images only (quick experiments)")
+    p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ (searched first)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<model>)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="resume the run in DIR from its newest valid checkpoint, with its "
+                        "settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds one (its files are removed)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS steps, not only at epoch ends")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to train: cuda keeps params, optimizer state and each batch on "
+                        "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import numpy as np
+
+    import dlkit
+    from dlkit import data, distributed, metrics, optim, random, runs, train, tree
+    from dlkit.zoo import DEFAULT_BATCH, DEFAULT_LR, MODELS
+
+    try:
+        out = runs.resolve(args, "train_mnist.py", SETTINGS,
+                           default_out=lambda a: f"runs/{a.dataset}-{a.model}")
+        (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
+                                                 progress=not args.quiet)
+    except (runs.RunFolderError, data.DataNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    if args.train_subset:
+        xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
+    key = random.key(args.seed)
+    (xtr, ytr), (xva, yva) = data.train_val_split(xtr, ytr, args.val_fraction,
+                                                  random.fold_in(key, 0))
+    model, prepare, in_shape = MODELS[args.model](args.dataset)
+    _, params = model.init(random.fold_in(key, 1), in_shape)
+    if args.device == "cuda":
+        from dlkit import device
+        try:
+            device.cuda()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
+        params = device.to_device(params)
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.model]
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH[args.model]
+    lr = args.lr
+    runs.begin(out, args, "train_mnist.py", SETTINGS)
+    total_steps = args.epochs * data.n_batches(len(xtr), args.batch_size)
+    opt = optim.get(args.optimizer, optim.cosine(lr, total_steps) if args.schedule == "cosine"
+                    else lr)
+    print(f"dlkit {dlkit.__version__}: {args.model} on {args.dataset} "
+          f"({len(xtr)} train / {len(xva)} val / {len(xte)} test), "
+          f"{tree.size(params):,} params, {args.optimizer} lr={lr} ({args.schedule}), "
+          f"batch {args.batch_size}, seed {args.seed}, {args.device}")
+    t0 = time.perf_counter()
+    result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
+                       epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
+                       val=(xva, yva), checkpoint_dir=out / "checkpoints",
+                       checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
+                       progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
+        return None
+    test_loss, test_acc, pred = train.evaluate(model, result.params, xte, yte, prepare=prepare)
+    names = data.CLASS_NAMES[args.dataset]
+    print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {args.epochs} epochs, "
+          f"{seconds:.1f} s of training\n")
+    print(metrics.classification_report(yte, pred, names))
+    out.mkdir(parents=True, exist_ok=True)
+    host_params = result.params
+    if args.device == "cuda":
+        from dlkit import device
+        host_params = device.to_host(result.params)
+    summary = dict(vars(args), test_accuracy=test_acc, test_loss=test_loss,
+                   train_seconds=seconds, history=result.history,
+                   params_sha256=tree.digest(host_params))
+    tmp = out / "history.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "history.json")
+    if not args.no_plots:
+        from dlkit import plot
+        plot.learning_curves(result.history, out / "learning_curve.png",
+                             title=f"{args.model} on {args.dataset}")
+        plot.confusion_matrix(metrics.confusion_matrix(yte, pred, len(names)), names,
+                              out / "confusion_matrix.png")
+    print(f"\nwrote {out}/: checkpoints/, history.json"
+          + ("" if args.no_plots else ", learning_curve.png, confusion_matrix.png"))
+    return test_acc
+
+
+def cli():
+    """The console command: run main() on sys.argv (under mpiexec: rank 0 prints, an error
+    ends the job)."""
+    from dlkit.distributed import run
+    run(main)
+
+
+if __name__ == "__main__":
+    cli()
