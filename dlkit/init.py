@@ -12,12 +12,28 @@ fan_out = C_out*KH*KW.  Look one up by name with ``get("he_uniform")``.
     lecun_normal    N(0, 1 / fan_in)
     orthogonal      a (semi-)orthogonal matrix, for recurrent weights (2-D shapes)
 """
+from typing import Callable, Sequence
+
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
-from .random import generator
+from .random import Key, generator
+
+Initializer = Callable[..., NDArray]
+"""``fn(key, shape, dtype=np.float32) -> ndarray``, the signature every initialiser has."""
 
 
-def fans(shape):
+def fans(shape: Sequence[int]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight shape, for the layouts of DESIGN.md.
+
+    1-D ``(n,)``: ``(n, n)``; dense ``(in, out)``: ``(in, out)``; conv
+    ``(C_out, C_in/groups, KH, KW)``: ``(C_in/groups*KH*KW, C_out*KH*KW)``.
+
+    Example:
+        >>> from dlkit import init
+        >>> init.fans((784, 128)), init.fans((32, 3, 5, 5))
+        ((784, 128), (75, 800))
+    """
     shape = tuple(shape)
     if len(shape) == 1:
         return shape[0], shape[0]
@@ -27,11 +43,41 @@ def fans(shape):
     return shape[1] * receptive, shape[0] * receptive
 
 
-def zeros(key, shape, dtype=np.float32):
+def zeros(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """An array of zeros (``key`` is unused; kept for the common signature).
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> init.zeros(random.key(0), (2,))
+        array([0., 0.], dtype=float32)
+    """
     return np.zeros(shape, dtype)
 
 
-def ones(key, shape, dtype=np.float32):
+def ones(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """An array of ones (``key`` is unused; kept for the common signature).
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> init.ones(random.key(0), (2,))
+        array([1., 1.], dtype=float32)
+    """
     return np.ones(shape, dtype)
 
 
@@ -43,29 +89,145 @@ def _normal(key, shape, dtype, std):
     return (generator(key).standard_normal(size=shape) * std).astype(dtype)
 
 
-def glorot_uniform(key, shape, dtype=np.float32):
+def glorot_uniform(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """Glorot/Xavier uniform: U(-a, a) with ``a = sqrt(6 / (fan_in + fan_out))`` (Keras' Dense default).
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> W = init.glorot_uniform(random.key(0), (784, 128))
+        >>> W.shape, W.dtype
+        ((784, 128), dtype('float32'))
+        >>> bool((W == init.glorot_uniform(random.key(0), (784, 128))).all())   # same key, same W
+        True
+    """
     fi, fo = fans(shape)
     return _uniform(key, shape, dtype, np.sqrt(6.0 / (fi + fo)))
 
 
-def glorot_normal(key, shape, dtype=np.float32):
+def glorot_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out)).
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> W = init.glorot_normal(random.key(0), (784, 128))
+        >>> W.shape, W.dtype
+        ((784, 128), dtype('float32'))
+        >>> bool((W == init.glorot_normal(random.key(0), (784, 128))).all())   # same key, same W
+        True
+    """
     fi, fo = fans(shape)
     return _normal(key, shape, dtype, np.sqrt(2.0 / (fi + fo)))
 
 
-def he_uniform(key, shape, dtype=np.float32):
+def he_uniform(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """He/Kaiming uniform: U(-a, a) with ``a = sqrt(6 / fan_in)``, for ReLU layers.
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> W = init.he_uniform(random.key(0), (784, 128))
+        >>> W.shape, W.dtype
+        ((784, 128), dtype('float32'))
+        >>> bool((W == init.he_uniform(random.key(0), (784, 128))).all())   # same key, same W
+        True
+    """
     return _uniform(key, shape, dtype, np.sqrt(6.0 / fans(shape)[0]))
 
 
-def he_normal(key, shape, dtype=np.float32):
+def he_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """He/Kaiming normal: N(0, 2 / fan_in), for ReLU layers.
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> W = init.he_normal(random.key(0), (784, 128))
+        >>> W.shape, W.dtype
+        ((784, 128), dtype('float32'))
+        >>> bool((W == init.he_normal(random.key(0), (784, 128))).all())   # same key, same W
+        True
+    """
     return _normal(key, shape, dtype, np.sqrt(2.0 / fans(shape)[0]))
 
 
-def lecun_normal(key, shape, dtype=np.float32):
+def lecun_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """LeCun normal: N(0, 1 / fan_in).
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> W = init.lecun_normal(random.key(0), (784, 128))
+        >>> W.shape, W.dtype
+        ((784, 128), dtype('float32'))
+        >>> bool((W == init.lecun_normal(random.key(0), (784, 128))).all())   # same key, same W
+        True
+    """
     return _normal(key, shape, dtype, np.sqrt(1.0 / fans(shape)[0]))
 
 
-def orthogonal(key, shape, dtype=np.float32, gain=1.0):
+def orthogonal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32,
+               gain: float = 1.0) -> NDArray:
+    """A random (semi-)orthogonal matrix times ``gain``, for recurrent weights.
+
+    Drawn as the Q of a QR decomposition of a Gaussian matrix with the signs fixed by R's
+    diagonal (uniform over orthogonal matrices, Mezzadri 2007).  For ``rows >= cols`` the
+    columns are orthonormal, otherwise the rows.
+
+    Args:
+        key: a ``dlkit.random`` key.
+        shape: ``(rows, cols)``.
+        dtype: a floating dtype, float32 by default.
+        gain: scale applied to the matrix.
+
+    Returns:
+        A new ``(rows, cols)`` array of ``dtype``.
+
+    Raises:
+        ValueError: ``shape`` is not 2-D.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import init, random
+        >>> U = init.orthogonal(random.key(0), (4, 4), np.float64)
+        >>> np.allclose(U.T @ U, np.eye(4))
+        True
+    """
     if len(shape) != 2:
         raise ValueError(f"orthogonal init needs a 2-D shape, got {tuple(shape)}")
     rows, cols = shape
@@ -80,8 +242,17 @@ _ALL = {f.__name__: f for f in (zeros, ones, glorot_uniform, glorot_normal, he_u
                                 he_normal, lecun_normal, orthogonal)}
 
 
-def get(init):
-    """An initialiser from its name, or ``init`` itself if it is callable."""
+def get(init: str | Initializer) -> Initializer:
+    """An initialiser from its name, or ``init`` itself if it is callable.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+
+    Example:
+        >>> from dlkit import init
+        >>> init.get("he_uniform") is init.he_uniform
+        True
+    """
     if callable(init):
         return init
     if init not in _ALL:

@@ -15,9 +15,15 @@ per step); ``generator`` seeds PCG64 through SeedSequence.
     uniform(key, shape, dtype=float32) -> floats in [0, 1) (the same SplitMix64 kernel family,
                             parallel; what the RBM's Gibbs samplers consume)
 """
+from typing import Sequence
+
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import device
+
+Key = tuple[int, int]
+"""A key: a tuple of two ints in ``[0, 2**32)``, made by ``key(seed)``."""
 
 _SPLIT, _FOLD = 0x5B17, 0xF01D
 
@@ -47,36 +53,85 @@ def _derive(words):
     return (h >> 32, h & 0xFFFFFFFF)
 
 
-def key(seed):
-    """A key from an integer seed (any non-negative int)."""
+def key(seed: int) -> Key:
+    """A key from an integer seed (any non-negative int).
+
+    Raises:
+        ValueError: ``seed`` is not a non-negative int.
+
+    Example:
+        >>> from dlkit import random
+        >>> k = random.key(0)
+        >>> isinstance(k, tuple) and len(k) == 2 and k == random.key(0)
+        True
+    """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed!r}")
     return _derive([int(seed), 0])
 
 
-def split(key, n=2):
-    """n independent keys derived from ``key``."""
+def split(key: Key, n: int = 2) -> tuple[Key, ...]:
+    """``n`` independent keys derived from ``key``.
+
+    Raises:
+        TypeError: ``key`` is not a key.
+
+    Example:
+        >>> from dlkit import random
+        >>> k1, k2 = random.split(random.key(0))
+        >>> k1 != k2
+        True
+    """
     _check(key)
     return tuple(_derive([*key, _SPLIT, i]) for i in range(int(n)))
 
 
-def fold_in(key, data):
-    """A key derived from ``key`` and a non-negative int (a step, an epoch, a layer index)."""
+def fold_in(key: Key, data: int) -> Key:
+    """A key derived from ``key`` and a non-negative int (a step, an epoch, a layer index).
+
+    Raises:
+        TypeError: ``key`` is not a key.
+        ValueError: ``data`` is not a non-negative int.
+
+    Example:
+        >>> from dlkit import random
+        >>> k = random.key(0)
+        >>> random.fold_in(k, 1) == random.fold_in(k, 1) != random.fold_in(k, 2)
+        True
+    """
     _check(key)
     if not isinstance(data, (int, np.integer)) or data < 0:
         raise ValueError(f"fold_in data must be a non-negative int; got {data!r}")
     return _derive([*key, _FOLD, int(data)])
 
 
-def generator(key):
-    """A numpy Generator seeded by ``key``: the only way dlkit turns keys into numbers."""
+def generator(key: Key) -> np.random.Generator:
+    """A numpy Generator (PCG64) seeded by ``key``: how dlkit turns keys into numbers.
+
+    Example:
+        >>> from dlkit import random
+        >>> a = random.generator(random.key(0)).standard_normal(3)
+        >>> bool((a == random.generator(random.key(0)).standard_normal(3)).all())
+        True
+    """
     _check(key)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
 
 
-def keep_mask(key, shape, rate):
-    """A uint8 array of ``shape``, 1 with probability 1 - rate: the SplitMix64 stream seeded by
-    ``key`` (kernels.cpu.activations.dropout_mask).  rate in [0, 1)."""
+def keep_mask(key: Key, shape: int | Sequence[int], rate: float) -> NDArray[np.uint8]:
+    """A uint8 array of ``shape``, 1 with probability ``1 - rate``: the SplitMix64 stream seeded
+    by ``key`` (kernels.cpu.activations.dropout_mask), the dropout layers' masks.
+
+    Raises:
+        TypeError: ``key`` is not a key.
+        ValueError: ``rate`` outside ``[0, 1)``.
+
+    Example:
+        >>> from dlkit import random
+        >>> m = random.keep_mask(random.key(0), (1000,), 0.25)
+        >>> m.dtype, bool(0.7 < m.mean() < 0.8)
+        (dtype('uint8'), True)
+    """
     _check(key)
     if not 0 <= rate < 1:
         raise ValueError(f"keep_mask: rate must be in [0, 1), got {rate!r}")
@@ -84,10 +139,20 @@ def keep_mask(key, shape, rate):
     return device.kernels("activations").dropout_mask(_seed(key), n, np.uint64(round(rate * 2**32))).reshape(shape)
 
 
-def uniform(key, shape, dtype=np.float32):
+def uniform(key: Key, shape: int | Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
     """An array of ``shape`` and ``dtype`` (float32 or float64) of uniforms in [0, 1): the
     SplitMix64 stream seeded by ``key`` (kernels.cpu.activations.uniform; 24 random bits in a
-    float32, 53 in a float64)."""
+    float32, 53 in a float64).
+
+    Raises:
+        TypeError: ``key`` is not a key, or another dtype.
+
+    Example:
+        >>> from dlkit import random
+        >>> u = random.uniform(random.key(0), (2, 3))
+        >>> u.shape, u.dtype, bool(((0 <= u) & (u < 1)).all())
+        ((2, 3), dtype('float32'), True)
+    """
     _check(key)
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
