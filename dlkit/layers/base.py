@@ -30,17 +30,42 @@ Layers are pure functions: several Python threads may call them at once (Numba's
 threading layers are threadsafe).  Under Numba's workqueue layer, which is not, a kernel call
 made while another thread is inside one raises RuntimeError instead of aborting the process.
 """
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
 class Layer(NamedTuple):
+    """A layer: the NamedTuple ``(init, forward, backward)`` of pure functions (see the module
+    docstring for their signatures).  Every constructor in ``dlkit.layers`` and every
+    combinator in ``dlkit.nn`` returns one; unpack it or use the fields.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> init, forward, backward = L.Relu()
+        >>> init(random.key(0), (3,))                     # (out_shape, params)
+        ((3,), {})
+        >>> y, cache = forward({}, np.array([[-1.0, 0.5, 2.0]]))
+        >>> y
+        array([[0. , 0.5, 2. ]])
+        >>> backward({}, cache, np.ones((1, 3)))[0]       # (dx, grads)
+        array([[0., 1., 1.]])
+    """
+
     init: Callable
     forward: Callable
     backward: Callable
 
 
-def no_params(key, in_shape, dtype=np.float32):
-    """init for layers that keep the shape and have no params."""
+def no_params(key: Any, in_shape: tuple[int, ...],
+              dtype: DTypeLike = np.float32) -> tuple[tuple[int, ...], dict]:
+    """The ``init`` of layers that keep the shape and have no params: ``(in_shape, {})``.
+
+    Example:
+        >>> from dlkit.layers.base import no_params
+        >>> no_params(None, [3, 4])
+        ((3, 4), {})
+    """
     return tuple(in_shape), {}

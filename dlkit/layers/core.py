@@ -13,17 +13,46 @@ from .. import _check as chk
 from .. import device
 from .. import init as initializers
 from ..random import keep_mask, split
+from ..init import Initializer
 from .base import Layer, no_params
 
 _DENSE_ACTS = {None: D.ACT_NONE, "linear": D.ACT_NONE, "relu": D.ACT_RELU,
                "sigmoid": D.ACT_SIGMOID, "tanh": D.ACT_TANH}
 
 
-def Dense(units, activation=None, W_init="glorot_uniform", b_init="zeros"):
-    """Fully connected layer y = act(x @ W + b), x (N, in) -> y (N, units).
+def Dense(units: int, activation: str | None = None,
+          W_init: str | Initializer = "glorot_uniform",
+          b_init: str | Initializer = "zeros") -> Layer:
+    """Fully connected layer ``y = act(x @ W + b)``: x (N, in) -> y (N, units).
 
-    params: W (in, units), b (units,).  activation: None, "relu", "sigmoid" or "tanh", fused
-    into the kernel.  W_init / b_init: an initialiser name from dlkit.init or a function.
+    Args:
+        units: output features, a positive int.
+        activation: None (or "linear"), "relu", "sigmoid" or "tanh", fused into the kernel.
+        W_init, b_init: an initialiser name from ``dlkit.init`` or a function
+            ``fn(key, shape, dtype)``.
+
+    Returns:
+        A ``Layer``.  params: ``W`` (in, units), ``b`` (units,), of init's dtype (float32 by
+        default; float64 for gradient checks); x must have the params' dtype.  Input shape
+        (without the batch axis) ``(in,)``; output ``(units,)``.
+
+    Raises:
+        ValueError: a bad ``units`` or ``activation`` here; an input shape that is not 1-D in
+            ``init``; mismatched shapes or dtypes in ``forward``/``backward``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> init, forward, backward = L.Dense(4, activation="relu")
+        >>> out_shape, params = init(random.key(0), (3,))
+        >>> out_shape, params["W"].shape, params["b"].shape
+        ((4,), (3, 4), (4,))
+        >>> y, cache = forward(params, np.ones((2, 3), np.float32))
+        >>> y.shape, y.dtype
+        ((2, 4), dtype('float32'))
+        >>> dx, grads = backward(params, cache, np.ones_like(y))
+        >>> dx.shape, grads["W"].shape
+        ((2, 3), (3, 4))
     """
     units = chk.positive_int(units, "Dense units")
     if activation not in _DENSE_ACTS:
@@ -108,23 +137,74 @@ def _elementwise(name, act, alpha=0.0):
     return Layer(no_params, forward, backward)
 
 
-def Relu():
-    """y = max(x, 0), any shape."""
+def Relu() -> Layer:
+    """Rectified linear unit ``y = max(x, 0)``, elementwise, any shape, no params.
+
+    Returns:
+        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
+        numpy or CUDA device).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> y, _ = L.Relu().forward({}, np.array([[-1.0, 0.0, 2.0]]))
+        >>> np.round(y, 4)
+        array([[0., 0., 2.]])
+    """
     return _elementwise("Relu", K.RELU)
 
 
-def LeakyRelu(alpha=0.01):
-    """y = x if x > 0 else alpha * x, any shape."""
+def LeakyRelu(alpha: float = 0.01) -> Layer:
+    """Leaky ReLU ``y = x if x > 0 else alpha * x``, elementwise, any shape, no params.
+
+    Args:
+        alpha: the slope for negative inputs.
+
+    Returns:
+        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
+        numpy or CUDA device).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> y, _ = L.LeakyRelu(0.1).forward({}, np.array([[-1.0, 0.0, 2.0]]))
+        >>> np.round(y, 4)
+        array([[-0.1,  0. ,  2. ]])
+    """
     return _elementwise(f"LeakyRelu({alpha})", K.LEAKY_RELU, float(alpha))
 
 
-def Sigmoid():
-    """y = 1 / (1 + exp(-x)), any shape."""
+def Sigmoid() -> Layer:
+    """Logistic sigmoid ``y = 1 / (1 + exp(-x))``, elementwise, any shape, no params.
+
+    Returns:
+        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
+        numpy or CUDA device).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> y, _ = L.Sigmoid().forward({}, np.array([[-1.0, 0.0, 2.0]]))
+        >>> np.round(y, 4)
+        array([[0.2689, 0.5   , 0.8808]])
+    """
     return _elementwise("Sigmoid", K.SIGMOID)
 
 
-def Tanh():
-    """y = tanh(x), any shape."""
+def Tanh() -> Layer:
+    """Hyperbolic tangent ``y = tanh(x)``, elementwise, any shape, no params.
+
+    Returns:
+        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
+        numpy or CUDA device).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> y, _ = L.Tanh().forward({}, np.array([[-1.0, 0.0, 2.0]]))
+        >>> np.round(y, 4)
+        array([[-0.7616,  0.    ,  0.964 ]])
+    """
     return _elementwise("Tanh", K.TANH)
 
 
@@ -147,18 +227,56 @@ def _softmax(name, log):
     return Layer(no_params, forward, backward)
 
 
-def Softmax():
-    """Row-wise softmax of x (N, C)."""
+def Softmax() -> Layer:
+    """Row-wise softmax ``y[n] = exp(x[n]) / sum(exp(x[n]))`` of x (N, C), no params.
+
+    For training a classifier, feed the logits to ``losses.softmax_cross_entropy`` instead
+    (fused and stable); Softmax is for models that output probabilities.
+
+    Returns:
+        A ``Layer``: x (N, C) float32/float64 -> y (N, C) of the same dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> y, _ = L.Softmax().forward({}, np.zeros((1, 4)))
+        >>> y
+        array([[0.25, 0.25, 0.25, 0.25]])
+    """
     return _softmax("Softmax", False)
 
 
-def LogSoftmax():
-    """Row-wise log-softmax of x (N, C)."""
+def LogSoftmax() -> Layer:
+    """Row-wise log-softmax ``y[n] = x[n] - logsumexp(x[n])`` of x (N, C) (stable), no params.
+
+    Returns:
+        A ``Layer``: x (N, C) float32/float64 -> y (N, C) of the same dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> y, _ = L.LogSoftmax().forward({}, np.zeros((1, 2)))
+        >>> np.round(y, 4)
+        array([[-0.6931, -0.6931]])
+    """
     return _softmax("LogSoftmax", True)
 
 
-def Flatten():
-    """x (N, d1, d2, ...) -> (N, d1*d2*...); NCHW images flatten channel-major, as in PyTorch."""
+def Flatten() -> Layer:
+    """Reshape x (N, d1, d2, ...) -> (N, d1*d2*...), no params; NCHW images flatten
+    channel-major, as in PyTorch.  Forward returns a view, no copy.
+
+    Returns:
+        A ``Layer``; its init maps ``in_shape`` to ``(prod(in_shape),)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> L.Flatten().init(random.key(0), (1, 28, 28))[0]
+        (784,)
+        >>> L.Flatten().forward({}, np.zeros((2, 1, 28, 28)))[0].shape
+        (2, 784)
+    """
 
     def init(key, in_shape, dtype=np.float32):
         return (int(np.prod(in_shape)),), {}
@@ -187,9 +305,31 @@ def Flatten():
     return Layer(init, forward, backward)
 
 
-def Dropout(rate):
+def Dropout(rate: float) -> Layer:
     """Inverted dropout: in training, zero each element with probability ``rate`` and scale the
-    rest by 1 / (1 - rate); identity otherwise.  The mask comes from the forward's ``key``."""
+    rest by 1 / (1 - rate); identity otherwise.  The mask comes from the forward's ``key``.
+
+    Args:
+        rate: the drop probability, in ``[0, 1)``.
+
+    Returns:
+        A ``Layer`` with no params; any input shape, float32/float64, output of the same
+        shape and dtype.  ``forward(params, x, key=k, train=True)`` needs a key.
+
+    Raises:
+        ValueError: ``rate`` outside ``[0, 1)``; ``train=True`` without a key.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> drop = L.Dropout(0.5)
+        >>> x = np.ones((1, 6), np.float32)
+        >>> drop.forward({}, x)[0] is x                   # inference: identity
+        True
+        >>> y, _ = drop.forward({}, x, key=random.key(0), train=True)
+        >>> sorted(set(y.ravel().tolist()))               # dropped, or kept and scaled by 2
+        [0.0, 2.0]
+    """
     rate = chk.rate(rate, "Dropout")
     what = f"Dropout({rate})"
 
