@@ -44,7 +44,11 @@ from .. import _check as chk
 from .. import device
 from .. import init as initializers
 from ..random import split
+from ..init import Initializer
 from .base import Layer
+
+Size = int | tuple[int, int]
+"""An int, or an ``(h, w)`` pair."""
 
 _ACTS = {None: KC.ACT_NONE, "linear": KC.ACT_NONE, "relu": KC.ACT_RELU,
          "sigmoid": KC.ACT_SIGMOID, "tanh": KC.ACT_TANH}
@@ -126,10 +130,46 @@ def _grad_like(dy, y, what):
 
 # ---------------------------------------------------------------------------------- Conv2D
 
-def Conv2D(filters, kernel_size, stride=1, padding=0, dilation=1, groups=1, activation=None,
-           use_bias=True, W_init="he_uniform", b_init="zeros", algorithm="auto"):
-    """2-D convolution (cross-correlation, as in PyTorch) with a fused activation; see the
-    module docstring."""
+def Conv2D(filters: int, kernel_size: Size, stride: Size = 1,
+           padding: Size | str | tuple[tuple[int, int], tuple[int, int]] = 0,
+           dilation: Size = 1, groups: int = 1, activation: str | None = None,
+           use_bias: bool = True, W_init: str | Initializer = "he_uniform",
+           b_init: str | Initializer = "zeros", algorithm: str = "auto") -> Layer:
+    """2-D convolution (cross-correlation, as in PyTorch) over NCHW images, with a fused
+    activation: x (N, C, H, W) -> y (N, filters, OH, OW).  See the module docstring for the
+    output-size and "same" padding rules.
+
+    Args:
+        filters: output channels.
+        kernel_size: KH, KW (an int or a pair).
+        stride, dilation: an int or an (h, w) pair.
+        padding: an int, an (h, w) pair, ``((top, bottom), (left, right))``, "valid" or
+            "same".
+        groups: channel groups; C and ``filters`` must be multiples of it.
+        activation: None, "relu", "sigmoid" or "tanh", fused into the kernel.
+        use_bias: whether there is a bias ``b``.
+        W_init, b_init: initialiser names from ``dlkit.init`` or functions.
+        algorithm: "auto", "direct", "winograd" or "im2col" (see ``kernels.cpu.conv``).
+
+    Returns:
+        A ``Layer``.  params ``W`` (filters, C/groups, KH, KW), ``b`` (filters,) when
+        ``use_bias``, float32 (or init's dtype); input shape ``(C, H, W)``.
+
+    Raises:
+        ValueError: bad sizes or settings here; an input shape that is not (C, H, W), or too
+            small for the kernel, in ``init``; mismatched shapes or dtypes in ``forward``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> conv = L.Conv2D(8, 3, padding="same", activation="relu")
+        >>> out_shape, params = conv.init(random.key(0), (1, 28, 28))
+        >>> out_shape, params["W"].shape
+        ((8, 28, 28), (8, 1, 3, 3))
+        >>> y, cache = conv.forward(params, np.zeros((2, 1, 28, 28), np.float32))
+        >>> y.shape
+        (2, 8, 28, 28)
+    """
     filters = chk.positive_int(filters, "Conv2D filters")
     k = _pair(kernel_size, "Conv2D kernel_size", 1)
     s = _pair(stride, "Conv2D stride", 1)
@@ -303,9 +343,28 @@ def _argmax_dtype(k):
     return np.dtype(np.uint8 if k[0] * k[1] <= 256 else np.int32)
 
 
-def MaxPool2D(pool_size=2, stride=None, padding=0):
-    """Max pooling (stride defaults to pool_size); keeps the argmax (first maximum in
-    row-major order on ties) for the backward."""
+def MaxPool2D(pool_size: Size = 2, stride: Size | None = None, padding: Size = 0) -> Layer:
+    """Max pooling over NCHW images: x (N, C, H, W) -> y (N, C, OH, OW), no params.
+
+    Keeps the argmax (first maximum in row-major order on ties) for the backward; NaNs
+    propagate.
+
+    Args:
+        pool_size: the window, an int or an (h, w) pair.
+        stride: defaults to ``pool_size``.
+        padding: at most half the window.
+
+    Returns:
+        A ``Layer``; float32/float64 input, output of the same dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+        >>> L.MaxPool2D(2).forward({}, x)[0]
+        array([[[[ 5.,  7.],
+                 [13., 15.]]]], dtype=float32)
+    """
 
     def fwd(K, x, k, s, p, OH, OW):
         arg = device.empty((x.shape[0], x.shape[1], OH, OW), _argmax_dtype(k), like=x)
@@ -318,9 +377,28 @@ def MaxPool2D(pool_size=2, stride=None, padding=0):
     return _pool("MaxPool2D", pool_size, stride, padding, fwd, bwd, _argmax_dtype)
 
 
-def AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True):
-    """Average pooling (stride defaults to pool_size); padded zeros count towards the divisor
-    when ``count_include_pad`` (PyTorch's default)."""
+def AvgPool2D(pool_size: Size = 2, stride: Size | None = None, padding: Size = 0,
+              count_include_pad: bool = True) -> Layer:
+    """Average pooling over NCHW images: x (N, C, H, W) -> y (N, C, OH, OW), no params.
+
+    Args:
+        pool_size: the window, an int or an (h, w) pair.
+        stride: defaults to ``pool_size``.
+        padding: at most half the window.
+        count_include_pad: padded zeros count towards the divisor (PyTorch's default);
+            otherwise divide by the number of input elements in the window.
+
+    Returns:
+        A ``Layer``; float32/float64 input, output of the same dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+        >>> L.AvgPool2D(2).forward({}, x)[0]
+        array([[[[ 2.5,  4.5],
+                 [10.5, 12.5]]]], dtype=float32)
+    """
     cip = bool(count_include_pad)
 
     def fwd(K, x, k, s, p, OH, OW):
@@ -332,8 +410,16 @@ def AvgPool2D(pool_size=2, stride=None, padding=0, count_include_pad=True):
     return _pool("AvgPool2D", pool_size, stride, padding, fwd, bwd, lambda k: None)
 
 
-def GlobalAvgPool2D():
-    """x (N, C, H, W) -> (N, C): the mean of each channel's plane."""
+def GlobalAvgPool2D() -> Layer:
+    """Global average pooling: x (N, C, H, W) -> (N, C), the mean of each channel's plane;
+    no params.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> L.GlobalAvgPool2D().forward({}, np.ones((2, 3, 4, 4), np.float32))[0].shape
+        (2, 3)
+    """
     what = "GlobalAvgPool2D"
 
     def init(key, in_shape, dtype=np.float32):

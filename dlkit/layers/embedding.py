@@ -28,6 +28,7 @@ import numpy as np
 from .. import _check as chk
 from .. import device
 from ..random import generator, keep_mask
+from ..init import Initializer
 from .base import Layer, no_params
 from .recurrent import Padded, _rewrap, _unwrap, kernel_array, step_ranges
 
@@ -75,8 +76,36 @@ def check_ids(ids, vocab_size, what):
     return kernel_array(np.asarray(ids, dtype=np.int64))
 
 
-def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
-    """Token ids (B, T) -> vectors (B, T, dim); see the module docstring."""
+def Embedding(vocab_size: int, dim: int, padding_idx: int | None = None,
+              E_init: str | Initializer = "uniform") -> Layer:
+    """Token ids (B, T) -> vectors (B, T, dim): row ``ids[b, t]`` of the table E.
+
+    Args:
+        vocab_size: V, the number of rows of E; ids must lie in ``[0, V)``.
+        dim: D, the vector size.
+        padding_idx: a row set to 0 by init that gets no gradient (PyTorch's padding_idx).
+        E_init: "uniform" U(-0.05, 0.05) (Keras' default), "normal" N(0, 1) (PyTorch's), or
+            any ``dlkit.init`` name or function.
+
+    Returns:
+        A ``Layer``.  params ``E`` (V, D), float32 (or init's dtype); input shape ``(T,)``
+        of integer ids (any integer dtype) or a ``Padded`` batch; output (B, T, D).
+
+    Raises:
+        ValueError: bad sizes here; an id outside ``[0, V)`` in forward (the message names
+            the id, its sequence and step).
+        TypeError: non-integer ids.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> emb = L.Embedding(100, 8, padding_idx=0)
+        >>> out_shape, params = emb.init(random.key(0), (5,))
+        >>> out_shape, params["E"].shape, float(abs(params["E"][0]).max())
+        ((5, 8), (100, 8), 0.0)
+        >>> emb.forward(params, np.array([[1, 2, 3, 0, 0]]))[0].shape
+        (1, 5, 8)
+    """
     from .. import init as initializers
     V = chk.positive_int(vocab_size, "Embedding vocab_size")
     D = chk.positive_int(dim, "Embedding dim")
@@ -149,8 +178,29 @@ def Embedding(vocab_size, dim, padding_idx=None, E_init="uniform"):
     return Layer(init, forward, backward)
 
 
-def SpatialDropout1D(rate):
-    """Drop whole feature channels of x (B, T, D) per sequence; see the module docstring."""
+def SpatialDropout1D(rate: float) -> Layer:
+    """Drop whole feature channels of x (B, T, D) per sequence, in training.
+
+    Each (sequence, channel) pair is zeroed at every step with probability ``rate``; the rest
+    are scaled by 1 / (1 - rate).  Identity outside training.  Accepts a ``Padded`` batch.
+
+    Args:
+        rate: the drop probability, in ``[0, 1)``.
+
+    Returns:
+        A ``Layer`` with no params; float32/float64 x (B, T, D) -> same shape and dtype.
+
+    Raises:
+        ValueError: ``rate`` outside ``[0, 1)``; ``train=True`` without a key.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> y, _ = L.SpatialDropout1D(0.5).forward({}, np.ones((1, 3, 4), np.float32),
+        ...                                        key=random.key(0), train=True)
+        >>> bool((y == y[:, :1, :]).all())      # the same channels dropped at every step
+        True
+    """
     rate = chk.rate(rate, "SpatialDropout1D")
     what = f"SpatialDropout1D({rate})"
 

@@ -58,6 +58,7 @@ from .. import _check as chk
 from .. import device
 from .. import init as initializers
 from ..random import split
+from ..init import Initializer
 from .base import Layer
 
 
@@ -130,7 +131,8 @@ class RecurrentLayer(Layer):
     """A Layer that remembers its constructor and arguments (``config``), so that
     Bidirectional can build its time-reversed twin with ``rebuild(reverse=...)``."""
 
-    def rebuild(self, **changes):
+    def rebuild(self, **changes) -> "RecurrentLayer":
+        """The same layer built again with some constructor arguments changed."""
         return self._ctor(**{**self.config, **changes})
 
 
@@ -339,36 +341,164 @@ def _make(ctor, cell, config, **extra):
     return layer
 
 
-def SimpleRNN(units, activation="tanh", return_sequences=False, return_state=False,
-              reverse=False, W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"):
-    """Elman RNN, h' = act(x W + h U + b) with act "tanh" or "relu" (PyTorch's nn.RNN)."""
+def SimpleRNN(units: int, activation: str = "tanh", return_sequences: bool = False,
+              return_state: bool = False, reverse: bool = False,
+              W_init: str | Initializer = "glorot_uniform",
+              U_init: str | Initializer = "orthogonal",
+              b_init: str | Initializer = "zeros") -> "RecurrentLayer":
+    """Elman RNN, ``h' = act(x W + h U + b)`` with act "tanh" or "relu" (PyTorch's nn.RNN).
+
+    Args:
+        units: H, the state size.
+        return_sequences: return every step's output (B, T, H) instead of the last (B, H).
+        return_state: return ``(output, final_state)``.
+        reverse: run from the last step to the first.
+        W_init, U_init, b_init: initialiser names from ``dlkit.init`` or functions, applied
+            gate by gate to W (F, G*H) and U (H, G*H), and to b (G*H,).
+        activation: "tanh" or "relu".
+
+    params: ``W`` (F, H), ``U`` (H, H), ``b`` (H,).
+
+    Returns:
+        A ``RecurrentLayer`` (a ``Layer``).  Input ``x`` (B, T, F) float32/float64, a
+        ``Padded`` batch, or ``(inputs, state)``; see the module docstring for the outputs,
+        ragged batches and states.
+
+    Raises:
+        ValueError: bad settings here; a bad input shape in ``init``; mismatched shapes,
+            dtypes or lengths in ``forward``/``backward``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> rnn = L.SimpleRNN(4)
+        >>> out_shape, params = rnn.init(random.key(0), (5, 3))     # (T, F)
+        >>> out_shape, {k: v.shape for k, v in params.items()}
+        ((4,), {'W': (3, 4), 'U': (4, 4), 'b': (4,)})
+        >>> h, cache = rnn.forward(params, np.zeros((2, 5, 3), np.float32))
+        >>> h.shape
+        (2, 4)
+    """
     config = dict(units=units, activation=activation, return_sequences=return_sequences,
                   return_state=return_state, reverse=reverse, W_init=W_init, U_init=U_init,
                   b_init=b_init)
     return _make(SimpleRNN, "rnn", config, activation=activation)
 
 
-def LSTM(units, return_sequences=False, return_state=False, reverse=False, unit_forget_bias=True,
-         W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"):
-    """Long short-term memory, gate order i, f, g, o (PyTorch's nn.LSTM cell)."""
+def LSTM(units: int, return_sequences: bool = False, return_state: bool = False,
+         reverse: bool = False, unit_forget_bias: bool = True,
+         W_init: str | Initializer = "glorot_uniform",
+         U_init: str | Initializer = "orthogonal",
+         b_init: str | Initializer = "zeros") -> "RecurrentLayer":
+    """Long short-term memory, gate order i, f, g, o (PyTorch's nn.LSTM cell).
+
+    Args:
+        units: H, the state size.
+        return_sequences: return every step's output (B, T, H) instead of the last (B, H).
+        return_state: return ``(output, final_state)``.
+        reverse: run from the last step to the first.
+        W_init, U_init, b_init: initialiser names from ``dlkit.init`` or functions, applied
+            gate by gate to W (F, G*H) and U (H, G*H), and to b (G*H,).
+        unit_forget_bias: start the forget gate's bias at 1 (as Keras).
+
+    params: ``W`` (F, 4H), ``U`` (H, 4H), ``b`` (4H,).  The state is the pair (h, c), each
+    (B, H).
+
+    Returns:
+        A ``RecurrentLayer`` (a ``Layer``).  Input ``x`` (B, T, F) float32/float64, a
+        ``Padded`` batch, or ``(inputs, state)``; see the module docstring for the outputs,
+        ragged batches and states.
+
+    Raises:
+        ValueError: bad settings here; a bad input shape in ``init``; mismatched shapes,
+            dtypes or lengths in ``forward``/``backward``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> rnn = L.LSTM(4)
+        >>> out_shape, params = rnn.init(random.key(0), (5, 3))     # (T, F)
+        >>> out_shape, {k: v.shape for k, v in params.items()}
+        ((4,), {'W': (3, 16), 'U': (4, 16), 'b': (16,)})
+        >>> h, cache = rnn.forward(params, np.zeros((2, 5, 3), np.float32))
+        >>> h.shape
+        (2, 4)
+    """
     config = dict(units=units, return_sequences=return_sequences, return_state=return_state,
                   reverse=reverse, unit_forget_bias=unit_forget_bias, W_init=W_init,
                   U_init=U_init, b_init=b_init)
     return _make(LSTM, "lstm", config, unit_forget_bias=unit_forget_bias)
 
 
-def GRU(units, return_sequences=False, return_state=False, reverse=False,
-        W_init="glorot_uniform", U_init="orthogonal", b_init="zeros"):
-    """Gated recurrent unit, gate order r, z, n (PyTorch's nn.GRU cell, reset after U)."""
+def GRU(units: int, return_sequences: bool = False, return_state: bool = False,
+        reverse: bool = False, W_init: str | Initializer = "glorot_uniform",
+        U_init: str | Initializer = "orthogonal",
+        b_init: str | Initializer = "zeros") -> "RecurrentLayer":
+    """Gated recurrent unit, gate order r, z, n (PyTorch's nn.GRU cell, reset after U).
+
+    Args:
+        units: H, the state size.
+        return_sequences: return every step's output (B, T, H) instead of the last (B, H).
+        return_state: return ``(output, final_state)``.
+        reverse: run from the last step to the first.
+        W_init, U_init, b_init: initialiser names from ``dlkit.init`` or functions, applied
+            gate by gate to W (F, G*H) and U (H, G*H), and to b (G*H,).
+
+    params: ``W`` (F, 3H), ``U`` (H, 3H), ``b`` (3H,) and ``bh`` (3H,), the recurrent bias
+    (PyTorch's b_hh).
+
+    Returns:
+        A ``RecurrentLayer`` (a ``Layer``).  Input ``x`` (B, T, F) float32/float64, a
+        ``Padded`` batch, or ``(inputs, state)``; see the module docstring for the outputs,
+        ragged batches and states.
+
+    Raises:
+        ValueError: bad settings here; a bad input shape in ``init``; mismatched shapes,
+            dtypes or lengths in ``forward``/``backward``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> rnn = L.GRU(4)
+        >>> out_shape, params = rnn.init(random.key(0), (5, 3))     # (T, F)
+        >>> out_shape, {k: v.shape for k, v in params.items()}
+        ((4,), {'W': (3, 12), 'U': (4, 12), 'b': (12,), 'bh': (12,)})
+        >>> h, cache = rnn.forward(params, np.zeros((2, 5, 3), np.float32))
+        >>> h.shape
+        (2, 4)
+    """
     config = dict(units=units, return_sequences=return_sequences, return_state=return_state,
                   reverse=reverse, W_init=W_init, U_init=U_init, b_init=b_init)
     return _make(GRU, "gru", config)
 
 
 # ------------------------------------------------------------------ wrappers
-def Bidirectional(layer, merge="concat"):
-    """Run a recurrent layer forwards and backwards in time over the same input; see the
-    module docstring."""
+def Bidirectional(layer: "RecurrentLayer", merge: str = "concat") -> Layer:
+    """Run a recurrent layer forwards and backwards in time over the same input.
+
+    Args:
+        layer: a layer made by SimpleRNN, LSTM or GRU; its time-reversed twin is built from
+            the same settings.
+        merge: "concat" (output features 2H), "sum" or "ave".
+
+    Returns:
+        A ``Layer`` with params ``{"forward": ..., "backward": ...}``; states go in and come
+        out as ``(state_fw, state_bw)``.
+
+    Raises:
+        TypeError: ``layer`` is not a recurrent layer.
+        ValueError: another ``merge``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> bi = L.Bidirectional(L.GRU(4))
+        >>> out_shape, params = bi.init(random.key(0), (5, 3))
+        >>> out_shape, sorted(params)
+        ((8,), ['backward', 'forward'])
+        >>> bi.forward(params, np.zeros((2, 5, 3), np.float32))[0].shape
+        (2, 8)
+    """
     if not isinstance(layer, RecurrentLayer):
         raise TypeError("Bidirectional: expected a recurrent layer made by SimpleRNN, LSTM or "
                         f"GRU, got {type(layer).__name__}")
@@ -455,8 +585,22 @@ def Bidirectional(layer, merge="concat"):
     return Layer(init, forward, backward)
 
 
-def TimeDistributed(layer):
-    """Apply a per-example layer to every time step: (B, T, *in) -> (B, T, *out)."""
+def TimeDistributed(layer: Layer) -> Layer:
+    """Apply a per-example layer to every time step: (B, T, *in) -> (B, T, *out).
+
+    The steps are folded into the batch, so ``layer`` sees (B*T, *in); its params are the
+    wrapped layer's.  A ``Padded`` input's lengths pass through.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> td = L.TimeDistributed(L.Dense(2))
+        >>> out_shape, params = td.init(random.key(0), (5, 3))
+        >>> out_shape, params["W"].shape
+        ((5, 2), (3, 2))
+        >>> td.forward(params, np.zeros((4, 5, 3), np.float32))[0].shape
+        (4, 5, 2)
+    """
     if not isinstance(layer, Layer):
         raise TypeError(f"TimeDistributed: expected a Layer, got {type(layer).__name__}")
     inner_init, inner_fwd, inner_bwd = layer
