@@ -7,6 +7,8 @@
         forward in training mode, the loss, and backward in one call; loss_fn(out, y) returns
         (loss, dout) like the functions in dlkit.losses.
 """
+from typing import Any, Callable
+
 import numpy as np
 
 from .layers.base import Layer
@@ -38,8 +40,38 @@ def _in_layer(name, fn, *args, **kw):
         raise type(e)(f"layer {name!r}: {e}") from None
 
 
-def serial(*layers):
-    """Compose layers in sequence into one Layer."""
+def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
+    """Compose layers in sequence into one Layer (a model, itself a layer).
+
+    Args:
+        *layers: ``(name, layer)`` pairs, or bare layers (named by position: "0", "1", ...).
+            Names must be unique and must not contain "/".
+
+    Returns:
+        A ``Layer``.  init chains the shapes through every layer and returns params
+        ``{layer_name: {param_name: array}}`` for the layers that have params (saved keys read
+        ``fc1/W``).  forward passes ``x`` through each layer (each gets its own key folded
+        from ``key``) and returns ``(y, caches)``; backward returns ``(dx, grads)`` with grads
+        shaped like params.  A layer's validation error is prefixed with its name.
+
+    Raises:
+        TypeError: an item is not a Layer.
+        ValueError: duplicate names, or a name with "/".
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, nn, random
+        >>> model = nn.serial(("fc1", L.Dense(16)), ("act1", L.Relu()), ("fc2", L.Dense(3)))
+        >>> out_shape, params = model.init(random.key(0), (8,))
+        >>> out_shape, {name: sorted(p) for name, p in params.items()}
+        ((3,), {'fc1': ['W', 'b'], 'fc2': ['W', 'b']})
+        >>> logits, caches = model.forward(params, np.ones((4, 8), np.float32))
+        >>> logits.shape
+        (4, 3)
+        >>> dx, grads = model.backward(params, caches, np.ones_like(logits))
+        >>> dx.shape, grads["fc1"]["W"].shape
+        ((4, 8), (8, 16))
+    """
     named = _named(layers)
     names = {n for n, _ in named}
 
@@ -89,8 +121,28 @@ def serial(*layers):
     return Layer(init, forward, backward)
 
 
-def value_and_grad(model, loss_fn):
-    """Forward (train=True), loss and backward in one call; the input gradient is skipped."""
+def value_and_grad(model: Layer, loss_fn: Callable[[Any, Any], tuple[float, Any]]
+                   ) -> Callable[..., tuple[float, Any, dict]]:
+    """Forward (train=True), loss and backward in one call; the input gradient is skipped.
+
+    Args:
+        model: a ``Layer`` (usually ``nn.serial(...)``).
+        loss_fn: ``loss_fn(out, y) -> (loss, dout)``, like the functions in ``dlkit.losses``.
+
+    Returns:
+        ``fn(params, x, y, *, key=None) -> (loss, out, grads)``: the loss (a float), the
+        model's output and dloss/dparams shaped like params.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, losses, nn, random
+        >>> model = nn.serial(("fc", L.Dense(3)))
+        >>> _, params = model.init(random.key(0), (4,))
+        >>> step = nn.value_and_grad(model, losses.softmax_cross_entropy)
+        >>> loss, logits, grads = step(params, np.ones((2, 4), np.float32), np.array([0, 2]))
+        >>> logits.shape, grads["fc"]["W"].shape, isinstance(loss, float)
+        ((2, 3), (4, 3), True)
+    """
     _, forward, backward = model
 
     def fn(params, x, y, *, key=None):
