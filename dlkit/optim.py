@@ -17,17 +17,37 @@ backend follows the arrays); the step counter stays a host scalar, so an update 
 copies.
 """
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from . import device, tree
+from .tree import Tree
+
+Schedule = Callable[[int], float]
+"""A learning-rate schedule: ``fn(step) -> lr``, step = the number of updates done so far."""
 
 
 class Optimizer(NamedTuple):
-    """init(params) -> state; update(grads, state, params) -> (updates, state);
-    step(grads, state, params) -> (params, state), update and apply_updates fused (optional:
-    a hand-made Optimizer may leave it None, and train.fit then uses update + apply_updates)."""
+    """An optimizer: a NamedTuple of pure functions and its settings (optax's interface).
+
+    ``init(params) -> state``; ``update(grads, state, params) -> (updates, state)``;
+    ``step(grads, state, params) -> (params, state)``, update and apply_updates fused
+    (optional: a hand-made Optimizer may leave it None, and train.fit then uses update +
+    apply_updates).  ``name`` and ``hyperparams`` describe it (checkpoints and logs record
+    them).  state is a tree of arrays: ``{"step": int64 (), slot: tree like params, ...}``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import optim
+        >>> params = {"fc": {"W": np.ones(2, np.float32)}}
+        >>> opt = optim.sgd(0.1)
+        >>> state = opt.init(params)
+        >>> grads = {"fc": {"W": np.array([1.0, -1.0], np.float32)}}
+        >>> updates, state = opt.update(grads, state, params)
+        >>> optim.apply_updates(params, updates)["fc"]["W"], int(state["step"])
+        (array([0.9, 1.1], dtype=float32), 1)
+    """
     init: Callable
     update: Callable
     name: str
@@ -36,17 +56,40 @@ class Optimizer(NamedTuple):
 
 
 # ---------------------------------------------------------------- learning-rate schedules
-def constant(lr):
+def constant(lr: float) -> Schedule:
+    """The schedule that is ``lr`` at every step (what a plain number ``lr`` means).
+
+    Example:
+        >>> from dlkit import optim
+        >>> optim.constant(0.1)(1000)
+        0.1
+    """
     return lambda step: lr
 
 
-def step_decay(lr, step_size, gamma=0.1):
-    """lr * gamma ** (step // step_size)."""
+def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
+    """The schedule ``lr * gamma ** (step // step_size)`` (torch's StepLR, counted in updates).
+
+    Example:
+        >>> from dlkit import optim
+        >>> s = optim.step_decay(1.0, 100, gamma=0.5)
+        >>> s(0), s(99), s(100), s(250)
+        (1.0, 1.0, 0.5, 0.25)
+    """
     return lambda step: lr * gamma ** (step // step_size)
 
 
-def cosine(lr, total_steps, final_lr=0.0, warmup_steps=0):
-    """Linear warm-up over warmup_steps, then cosine decay from lr to final_lr at total_steps."""
+def cosine(lr: float, total_steps: int, final_lr: float = 0.0,
+           warmup_steps: int = 0) -> Schedule:
+    """Linear warm-up over ``warmup_steps``, then cosine decay from ``lr`` to ``final_lr`` at
+    ``total_steps`` (and ``final_lr`` after it).
+
+    Example:
+        >>> from dlkit import optim
+        >>> s = optim.cosine(1.0, 100, warmup_steps=10)
+        >>> s(0), s(9), s(55), s(100)
+        (0.1, 1.0, 0.5, 0.0)
+    """
     def schedule(step):
         if step < warmup_steps:
             return lr * (step + 1) / warmup_steps
@@ -160,8 +203,18 @@ def _make(name, slots, kernel, hyper, lr):
                      step)
 
 
-def apply_updates(params, updates):
-    """params + updates, leaf by leaf (new arrays)."""
+def apply_updates(params: Tree, updates: Tree) -> Tree:
+    """``params + updates``, leaf by leaf (new arrays; numpy or device, where they live).
+
+    Raises:
+        ValueError: updates whose keys, shapes or dtypes differ from params'.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import optim
+        >>> optim.apply_updates({"W": np.ones(2)}, {"W": np.array([0.5, -0.5])})
+        {'W': array([1.5, 0.5])}
+    """
     _check_like("updates", updates, params)
     return tree.map(_add, params, updates)
 
@@ -174,37 +227,132 @@ def _add(p, u):
 
 
 # ---------------------------------------------------------------- the optimizers
-def sgd(lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0):
-    """SGD with optional (Nesterov) momentum, as torch.optim.SGD."""
+def sgd(lr: float | Schedule, momentum: float = 0.0, nesterov: bool = False, l2: float = 0.0,
+        l1: float = 0.0) -> Optimizer:
+    """SGD with optional (Nesterov) momentum, as torch.optim.SGD; state slot ``v``.
+
+    Args:
+        lr: a positive number or a schedule ``fn(step) -> lr`` (``constant``,
+            ``step_decay``, ``cosine``).
+        momentum: the momentum factor (0: plain SGD).
+        nesterov: Nesterov momentum.
+        l2: adds ``l2 * p`` to the gradient (classic, coupled weight decay).
+        l1: adds ``l1 * sign(p)`` to the gradient.
+
+    Returns:
+        An ``Optimizer`` over float32/float64 params (numpy or CUDA device).
+
+    Raises:
+        ValueError: a learning rate that is neither a positive number nor a callable.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import optim
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"W": np.zeros(2, np.float32)}
+        >>> params, state = opt.step({"W": np.ones(2, np.float32)}, opt.init(params), params)
+        >>> params["W"]
+        array([-0.1, -0.1], dtype=float32)
+    """
     def kernel(K, g, p, v, rate, step, apply):
         return K.sgd_update(g, p, v, rate, momentum, nesterov, l2, l1, apply)
     return _make("sgd", ("v",), kernel,
                  dict(momentum=momentum, nesterov=nesterov, l2=l2, l1=l1), lr)
 
 
-def adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, name="adam"):
-    """Adam (Kingma & Ba) as torch.optim.Adam; weight_decay > 0 gives AdamW's decoupled decay."""
+def adam(lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+         l2: float = 0.0, l1: float = 0.0, weight_decay: float = 0.0,
+         name: str = "adam") -> Optimizer:
+    """Adam (Kingma & Ba) as torch.optim.Adam; state slots ``m`` and ``v``.
+
+    Args:
+        lr: a positive number or a schedule ``fn(step) -> lr`` (``constant``,
+            ``step_decay``, ``cosine``).
+        b1, b2: the decay rates of the first and second moment estimates.
+        eps: added to the root of the second moment.
+        l2: adds ``l2 * p`` to the gradient (classic, coupled weight decay).
+        l1: adds ``l1 * sign(p)`` to the gradient.
+        weight_decay: > 0 gives AdamW's decoupled decay ``p -= lr * weight_decay * p``.
+        name: the optimizer's name (as recorded in checkpoints).
+
+    Returns:
+        An ``Optimizer`` over float32/float64 params (numpy or CUDA device).
+
+    Raises:
+        ValueError: a learning rate that is neither a positive number nor a callable.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import optim
+        >>> opt = optim.adam(1e-3)
+        >>> params = {"W": np.zeros(2, np.float32)}
+        >>> updates, state = opt.update({"W": np.array([2.0, -3.0], np.float32)},
+        ...                             opt.init(params), params)
+        >>> np.round(updates["W"], 6)           # the first step moves by lr * sign(g)
+        array([-0.001,  0.001], dtype=float32)
+    """
     def kernel(K, g, p, m, v, rate, step, apply):
         return K.adam_update(g, p, m, v, rate, b1, b2, eps, step, weight_decay, l2, l1, apply)
     return _make(name, ("m", "v"), kernel,
                  dict(b1=b1, b2=b2, eps=eps, l2=l2, l1=l1, weight_decay=weight_decay), lr)
 
 
-def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2):
-    """AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, as torch.optim.AdamW."""
+def adamw(lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          weight_decay: float = 1e-2) -> Optimizer:
+    """AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, as torch.optim.AdamW.
+
+    The same as ``adam(lr, b1, b2, eps, weight_decay=weight_decay, name="adamw")``.
+
+    Example:
+        >>> from dlkit import optim
+        >>> opt = optim.adamw(1e-3)
+        >>> opt.name, opt.hyperparams["weight_decay"]
+        ('adamw', 0.01)
+    """
     return adam(lr, b1, b2, eps, weight_decay=weight_decay, name="adamw")
 
 
-def rmsprop(lr=1e-2, rho=0.99, eps=1e-8, momentum=0.0, l2=0.0, l1=0.0):
-    """RMSprop as torch.optim.RMSprop (alpha=rho, centered=False)."""
+def rmsprop(lr: float | Schedule = 1e-2, rho: float = 0.99, eps: float = 1e-8,
+            momentum: float = 0.0, l2: float = 0.0, l1: float = 0.0) -> Optimizer:
+    """RMSprop as torch.optim.RMSprop (alpha=rho, centered=False); state slots ``s``, ``b``.
+
+    Args:
+        lr: a positive number or a schedule ``fn(step) -> lr`` (``constant``,
+            ``step_decay``, ``cosine``).
+        rho: the decay rate of the mean square.
+        eps: added to the root mean square.
+        momentum: the momentum factor.
+        l2: adds ``l2 * p`` to the gradient (classic, coupled weight decay).
+        l1: adds ``l1 * sign(p)`` to the gradient.
+
+    Returns:
+        An ``Optimizer`` over float32/float64 params (numpy or CUDA device).
+
+    Raises:
+        ValueError: a learning rate that is neither a positive number nor a callable.
+
+    Example:
+        >>> from dlkit import optim
+        >>> optim.rmsprop(1e-3).name
+        'rmsprop'
+    """
     def kernel(K, g, p, s, b, rate, step, apply):
         return K.rmsprop_update(g, p, s, b, rate, rho, eps, momentum, l2, l1, apply)
     return _make("rmsprop", ("s", "b"), kernel,
                  dict(rho=rho, eps=eps, momentum=momentum, l2=l2, l1=l1), lr)
 
 
-def get(name, lr, **kw):
-    """An optimizer by name: sgd, adam, adamw, rmsprop."""
+def get(name: str, lr: float | Schedule, **kw: Any) -> Optimizer:
+    """An optimizer by name (sgd, adam, adamw, rmsprop), built with ``lr`` and ``kw``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+
+    Example:
+        >>> from dlkit import optim
+        >>> optim.get("sgd", 0.1, momentum=0.9).hyperparams["momentum"]
+        0.9
+    """
     table = {"sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop}
     if name not in table:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(table)}")
