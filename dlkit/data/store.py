@@ -18,6 +18,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -29,10 +30,18 @@ class DataNotFoundError(FileNotFoundError):
 
 
 class ChecksumError(IOError):
-    pass
+    """A file's size or digest (SHA-256 or MD5) is not the published one: a corrupt copy or a
+    broken download.  Its message names the file, what was found and what was expected."""
 
 
-def cache_dir():
+def cache_dir() -> Path:
+    """dlkit's download folder: ``$XDG_CACHE_HOME/dlkit``, or ``~/.cache/dlkit``.
+
+    Example:
+        >>> from dlkit import data
+        >>> data.cache_dir().name
+        'dlkit'
+    """
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlkit"
 
 
@@ -45,8 +54,18 @@ def check_data_dir(data_dir):
                                 "search $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets")
 
 
-def search_roots(data_dir=None):
-    """The folders searched, in order (DataNotFoundError if data_dir is not a folder)."""
+def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for a data set, in order: ``data_dir``, ``$DLKIT_DATA``,
+    ``cache_dir()``, then ``/usr/share/datasets``.
+
+    Raises:
+        DataNotFoundError: ``data_dir`` is given but is not an existing folder.
+
+    Example:
+        >>> from dlkit import data
+        >>> data.search_roots()[-1].as_posix()
+        '/usr/share/datasets'
+    """
     check_data_dir(data_dir)
     roots = []
     if data_dir:
@@ -64,8 +83,28 @@ def file_digest(path, algo):
     return h.hexdigest()
 
 
-def verify(path, sha256=None, md5=None, size=None):
-    """Raise ChecksumError unless ``path`` has the given size and digest."""
+def verify(path: str | os.PathLike, sha256: str | None = None, md5: str | None = None,
+           size: int | None = None) -> None:
+    """Raise ChecksumError unless ``path`` has the given size and digest (SHA-256 if given,
+    else MD5; None skips a check).
+
+    Raises:
+        ChecksumError: the size or the digest differs.
+        OSError: the file cannot be read.
+
+    Example:
+        >>> import hashlib, tempfile, os
+        >>> from dlkit import data
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = os.path.join(d, "f.bin")
+        ...     with open(p, "wb") as f:
+        ...         _ = f.write(b"dlkit")
+        ...     data.verify(p, sha256=hashlib.sha256(b"dlkit").hexdigest(), size=5)
+        ...     data.verify(p, size=4)
+        Traceback (most recent call last):
+        ...
+        dlkit.data.store.ChecksumError: ...f.bin: size 5 bytes, expected 4
+    """
     actual = os.path.getsize(path)
     if size is not None and actual != size:
         raise ChecksumError(f"{path}: size {actual} bytes, expected {size}")
@@ -77,8 +116,31 @@ def verify(path, sha256=None, md5=None, size=None):
             return
 
 
-def download(url, dest, *, sha256=None, md5=None, size=None, timeout=30, progress=True):
-    """Download ``url`` to ``dest`` via ``dest.part``; verify; rename.  No final file on error."""
+def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
+             md5: str | None = None, size: int | None = None, timeout: float = 30,
+             progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` via ``dest.part``; verify; rename.  No final file on error.
+
+    Args:
+        url: the source.
+        dest: the final path (its folder is created).
+        sha256, md5, size: the published checksum and size, checked before the rename.
+        timeout: seconds to wait for the server.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``dest`` as a Path.
+
+    Raises:
+        ChecksumError: a truncated download or a checksum mismatch.
+        OSError: a network or file error (urllib's URLError is one).
+
+    Example:
+        >>> from dlkit import data
+        >>> data.download("https://example.org/t10k-labels-idx1-ubyte.gz",  # doctest: +SKIP
+        ...               "/tmp/t10k-labels-idx1-ubyte.gz", size=4542)
+        PosixPath('/tmp/t10k-labels-idx1-ubyte.gz')
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -106,9 +168,25 @@ def download(url, dest, *, sha256=None, md5=None, size=None, timeout=30, progres
     return dest
 
 
-def fetch(name, filename, *, urls=(), sha256=None, md5=None, size=None, data_dir=None,
-          download_ok=True, progress=True):
-    """Path of a verified copy of ``<name>/<filename>``, downloading it if needed."""
+def fetch(name: str, filename: str, *, urls: Sequence[str] = (), sha256: str | None = None,
+          md5: str | None = None, size: int | None = None,
+          data_dir: str | os.PathLike | None = None, download_ok: bool = True,
+          progress: bool = True) -> Path:
+    """Path of a verified copy of ``<name>/<filename>``, downloading it if needed.
+
+    Each folder of ``search_roots(data_dir)`` is tried in turn (a corrupt copy is skipped),
+    then each of ``urls`` (downloaded into ``cache_dir()/name``) when ``download_ok``.
+
+    Raises:
+        DataNotFoundError: no verified copy anywhere; the message lists the places searched,
+            the problems met and how to provide the file.
+
+    Example:
+        >>> from dlkit import data
+        >>> data.fetch("fashion-mnist", "t10k-labels-idx1-ubyte.gz",  # doctest: +SKIP
+        ...            download_ok=False)
+        PosixPath('/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz')
+    """
     problems = []
     for root in search_roots(data_dir):
         path = root / name / filename
