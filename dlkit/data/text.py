@@ -33,10 +33,12 @@ import re
 import tarfile
 from collections import Counter
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from ..random import generator
+from ..random import Key, generator
 from .store import DataNotFoundError, cache_dir, check_data_dir, download, fetch, search_roots
 
 # ------------------------------------------------------------------ tokens and vocabulary
@@ -44,15 +46,37 @@ _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 
-def tokenize(text):
-    """Lowercased words of ``text``, HTML line breaks removed (see the module docstring)."""
+def tokenize(text: str) -> list[str]:
+    """Lowercased words of ``text``, HTML line breaks removed (see the module docstring).
+
+    Raises:
+        TypeError: ``text`` is not a str.
+
+    Example:
+        >>> from dlkit import data
+        >>> data.tokenize("It's <br />GREAT, isn't it?")
+        ["it's", 'great', "isn't", 'it']
+    """
     if not isinstance(text, str):
         raise TypeError(f"tokenize: expected a str, got {type(text).__name__}")
     return _WORD.findall(_BR.sub(" ", text).lower())
 
 
 class Vocabulary:
-    """Token <-> id map: 0 padding, 1 out-of-vocabulary, then words by decreasing count."""
+    """Token <-> id map: 0 padding, 1 out-of-vocabulary, then words by decreasing count.
+
+    ``Vocabulary(words)`` takes the words in id order (from 2); ``Vocabulary.build`` counts
+    them.  ``len(vocab)`` counts the ids, specials included; ``itos`` is the id -> token list
+    and ``stoi`` the token -> id dict.
+
+    Example:
+        >>> from dlkit import data
+        >>> vocab = data.Vocabulary.build([["a", "b", "a"], ["c", "a"]], max_size=4)
+        >>> vocab.itos
+        ['<pad>', '<unk>', 'a', 'b']
+        >>> vocab.encode(["a", "c"]), vocab.decode([3, 2])
+        (array([2, 1]), ['b', 'a'])
+    """
     PAD, OOV = "<pad>", "<unk>"
     pad_id, oov_id = 0, 1
     FORMAT = "dlkit-vocabulary"
@@ -64,8 +88,10 @@ class Vocabulary:
             raise ValueError("Vocabulary: duplicate tokens")
 
     @classmethod
-    def build(cls, token_lists, max_size=None, min_count=1):
-        """From an iterable of token lists; at most ``max_size`` ids (specials included)."""
+    def build(cls, token_lists: Iterable[Sequence[str]], max_size: int | None = None,
+              min_count: int = 1) -> "Vocabulary":
+        """From an iterable of token lists; at most ``max_size`` ids (specials included),
+        words seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
         if max_size is not None and (not isinstance(max_size, (int, np.integer))
                                      or max_size < 2):
             raise ValueError(f"Vocabulary: max_size must be an int >= 2 (padding and OOV "
@@ -87,18 +113,20 @@ class Vocabulary:
     def __contains__(self, token):
         return token in self.stoi
 
-    def encode(self, tokens):
+    def encode(self, tokens: str | Sequence[str]) -> NDArray[np.int64]:
         """Token list (or a str, tokenized first) -> int64 ids; unknown tokens -> oov_id."""
         if isinstance(tokens, str):
             tokens = tokenize(tokens)
         get = self.stoi.get
         return np.fromiter((get(t, 1) for t in tokens), dtype=np.int64, count=len(tokens))
 
-    def decode(self, ids):
+    def decode(self, ids: ArrayLike) -> list[str]:
+        """Ids -> tokens; ids outside the vocabulary decode to ``"<unk>"``."""
         n = len(self.itos)
         return [self.itos[i] if 0 <= i < n else self.OOV for i in np.asarray(ids).tolist()]
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary as JSON (atomically: via a .tmp file and a rename)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps({"format": self.FORMAT, "version": 1,
@@ -106,16 +134,41 @@ class Vocabulary:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+        """Read a vocabulary ``save`` wrote (ValueError for any other file)."""
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
             raise ValueError(f"{path}: not a dlkit vocabulary file")
         return cls(data["tokens"])
 
 
-def pad_sequences(seqs, maxlen=None, padding="pre", truncating="pre", value=0,
-                  dtype=np.int64):
-    """Pad/truncate integer sequences to one length; returns (x (N, maxlen), lengths (N,))."""
+def pad_sequences(seqs: Iterable[ArrayLike], maxlen: int | None = None, padding: str = "pre",
+                  truncating: str = "pre", value: int = 0,
+                  dtype: DTypeLike = np.int64) -> tuple[NDArray, NDArray[np.int64]]:
+    """Pad/truncate integer sequences to one length (Keras' pad_sequences, with the lengths).
+
+    Args:
+        seqs: N 1-D sequences of ids.
+        maxlen: the length T (default: the longest sequence).
+        padding: "pre" (pad before, Keras' default) or "post".
+        truncating: drop the start ("pre") or the end ("post") of longer sequences.
+        value: the padding id.
+        dtype: the output dtype.
+
+    Returns:
+        ``(x, lengths)``: x (N, T) of ``dtype``, lengths (N,) int64, the real steps of each
+        row, ready for ``layers.Padded(x, lengths, padding)``.
+
+    Raises:
+        ValueError: bad padding/truncating/maxlen, or a sequence that is not 1-D.
+
+    Example:
+        >>> from dlkit import data
+        >>> x, lengths = data.pad_sequences([[5, 6, 7], [8]], maxlen=2)
+        >>> x, lengths
+        (array([[6, 7],
+               [0, 8]]), array([2, 1]))
+    """
     for name, v in (("padding", padding), ("truncating", truncating)):
         if v not in ("pre", "post"):
             raise ValueError(f"pad_sequences: {name} must be 'pre' or 'post', got {v!r}")
@@ -249,8 +302,31 @@ def find_imdb(data_dir=None, download_ok=True, progress=True):
         "archive in " + str(cache_dir() / "imdb"))
 
 
-def load_imdb(data_dir=None, download_ok=True, progress=True):
-    """(train_texts, train_labels), (test_texts, test_labels); labels int64, 1 = positive."""
+def load_imdb(data_dir: str | os.PathLike | None = None, download_ok: bool = True,
+              progress: bool = True) -> tuple[tuple[list[str], NDArray[np.int64]],
+                                              tuple[list[str], NDArray[np.int64]]]:
+    """The IMDb movie reviews (Maas et al. 2011): 25,000 for training, 25,000 for testing.
+
+    Args:
+        data_dir: a folder holding ``imdb/`` (the extracted ``aclImdb/`` or its archive),
+            searched first (see ``search_roots``).
+        download_ok: download the published archive (84 MB) if no copy is found.
+        progress: show a progress bar while downloading.
+
+    Returns:
+        ``(train_texts, train_labels), (test_texts, test_labels)``: lists of str and (N,)
+        int64 labels, 1 = positive.
+
+    Raises:
+        DataNotFoundError: no copy found or downloaded.
+        ValueError: a malformed archive or folder.
+
+    Example:
+        >>> from dlkit import data
+        >>> (texts, labels), _ = data.load_imdb()          # doctest: +SKIP
+        >>> len(texts), labels.dtype, int(labels.sum())    # doctest: +SKIP
+        (25000, dtype('int64'), 12500)
+    """
     path = find_imdb(data_dir, download_ok, progress)
     d = read_imdb_folder(path) if path.is_dir() else read_imdb_archive(path)
     for split in ("train", "test"):
@@ -271,7 +347,19 @@ CHAR_CORPORA = {
 
 class CharCorpus:
     """A text as character ids: ``chars`` (the sorted alphabet), ``train`` and ``val``
-    (int64 ids), ``encode(str)``, ``decode(ids)``, ``source``."""
+    (int64 ids), ``encode(str)``, ``decode(ids)``, ``source``.
+
+    ``CharCorpus(text, val_fraction=0.1)`` keeps the last ``val_fraction`` of the text for
+    validation; ``len(corpus)`` is the alphabet size.
+
+    Example:
+        >>> from dlkit import data
+        >>> corpus = data.CharCorpus("hello world", val_fraction=0.2)
+        >>> corpus.chars, len(corpus.train), len(corpus.val)
+        (' dehlorw', 9, 2)
+        >>> corpus.decode(corpus.encode("low"))
+        'low'
+    """
 
     def __init__(self, text, val_fraction=0.1, source=None, chars=None):
         if not 0 <= val_fraction < 1:
@@ -286,20 +374,35 @@ class CharCorpus:
     def __len__(self):
         return len(self.chars)
 
-    def encode(self, text):
+    def encode(self, text: str) -> NDArray[np.int64]:
+        """Characters -> int64 ids (ValueError naming characters outside the alphabet)."""
         bad = [c for c in set(text) if c not in self.stoi]
         if bad:
             raise ValueError(f"characters {sorted(bad)!r} are not in the corpus alphabet "
                              f"({len(self.chars)} characters)")
         return np.array([self.stoi[c] for c in text], dtype=np.int64)
 
-    def decode(self, ids):
+    def decode(self, ids: ArrayLike) -> str:
+        """Ids -> the text they encode."""
         return "".join(self.chars[i] for i in np.asarray(ids).tolist())
 
 
-def load_char_corpus(source="tinyshakespeare", val_fraction=0.1, data_dir=None,
-                     download_ok=True, progress=True):
-    """A CharCorpus from a text file path or a known corpus name (see CHAR_CORPORA)."""
+def load_char_corpus(source: str | os.PathLike = "tinyshakespeare", val_fraction: float = 0.1,
+                     data_dir: str | os.PathLike | None = None, download_ok: bool = True,
+                     progress: bool = True) -> CharCorpus:
+    """A CharCorpus from a text file path (UTF-8, gzipped or not) or a known corpus name (see
+    CHAR_CORPORA: "tinyshakespeare", 1.1 MB, found or downloaded like every data set).
+
+    Raises:
+        DataNotFoundError: neither a file nor a known name, or the corpus is not found.
+        ValueError: a text shorter than 2 characters, or val_fraction outside [0, 1).
+
+    Example:
+        >>> from dlkit import data
+        >>> corpus = data.load_char_corpus()               # doctest: +SKIP
+        >>> len(corpus), len(corpus.train)                 # doctest: +SKIP
+        (65, 1003855)
+    """
     check_data_dir(data_dir)
     path = Path(source)
     if not path.is_file():
@@ -327,16 +430,43 @@ def _check_windows(ids, seq_len):
     return ids
 
 
-def random_windows(ids, batch_size, seq_len, key):
-    """batch_size windows at random offsets: x (B, T) and the next characters y (B, T)."""
+def random_windows(ids: ArrayLike, batch_size: int, seq_len: int,
+                   key: Key) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``batch_size`` windows at random offsets: x (B, T) and the next characters y (B, T),
+    ``y[:, t] = x[:, t + 1]`` (int64, T = seq_len).
+
+    Raises:
+        ValueError: ids not 1-D, or seq_len not a positive int below len(ids).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import data, random
+        >>> x, y = data.random_windows(np.arange(100), 4, 8, random.key(0))
+        >>> x.shape, bool((y == x + 1).all())
+        ((4, 8), True)
+    """
     ids = _check_windows(ids, seq_len)
     offsets = generator(key).integers(0, len(ids) - seq_len, size=batch_size)
     idx = offsets[:, None] + np.arange(seq_len)
     return ids[idx].astype(np.int64), ids[idx + 1].astype(np.int64)
 
 
-def sequential_windows(ids, seq_len):
-    """All non-overlapping windows in order (the tail that does not fill one is dropped)."""
+def sequential_windows(ids: ArrayLike,
+                       seq_len: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """All non-overlapping windows in order (the tail that does not fill one is dropped):
+    x (n, T) and the next characters y (n, T), for evaluation.
+
+    Raises:
+        ValueError: ids not 1-D, or seq_len not a positive int below len(ids).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import data
+        >>> x, y = data.sequential_windows(np.arange(10), 4)
+        >>> x
+        array([[0, 1, 2, 3],
+               [4, 5, 6, 7]])
+    """
     ids = _check_windows(ids, seq_len)
     n = (len(ids) - 1) // seq_len
     idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len)
