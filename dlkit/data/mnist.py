@@ -10,7 +10,10 @@ import math
 import struct
 import zlib
 
+import os
+
 import numpy as np
+from numpy.typing import NDArray
 
 from .store import fetch
 
@@ -46,12 +49,27 @@ MAX_IDX_BYTES = 1 << 32            # 4 GiB: the largest MNIST-style file is ~47 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path):
+def read_idx(path: str | os.PathLike) -> NDArray:
     """Read an IDX file (magic 0x00 0x00 <type> <ndim>, big-endian dims, then the data),
     gzipped or not.  At most the header-implied size + 1 bytes are read (inflated), in blocks,
     so memory stays bounded by the smaller of what the header says and what the file holds;
     a header implying more than MAX_IDX_BYTES, a truncated header and a size mismatch are
-    ValueErrors."""
+    ValueErrors.
+
+    Returns:
+        An array of the header's shape and dtype (uint8 for MNIST images (N, 28, 28) and
+        labels (N,)), in native byte order.
+
+    Example:
+        >>> import struct, tempfile, os
+        >>> from dlkit import data
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = os.path.join(d, "labels-idx1-ubyte")
+        ...     with open(p, "wb") as f:
+        ...         _ = f.write(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 3) + bytes([7, 2, 1]))
+        ...     data.read_idx(p)
+        array([7, 2, 1], dtype=uint8)
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -86,7 +104,37 @@ def read_idx(path):
     return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def load_mnist(dataset="mnist", data_dir=None, download=True, progress=True):
+def load_mnist(dataset: str = "mnist", data_dir: str | os.PathLike | None = None,
+               download: bool = True, progress: bool = True
+               ) -> tuple[tuple[NDArray[np.uint8], NDArray[np.int64]],
+                          tuple[NDArray[np.uint8], NDArray[np.int64]]]:
+    """An MNIST-format data set: 60,000 training and 10,000 test images of 28x28 pixels.
+
+    Files are found (``data_dir``, ``$DLKIT_DATA``, ``~/.cache/dlkit``,
+    ``/usr/share/datasets``) or downloaded and verified by ``dlkit.data.fetch``.
+
+    Args:
+        dataset: "mnist", "fashion-mnist" or "kmnist" (Kuzushiji-MNIST); class names in
+            ``CLASS_NAMES[dataset]``.
+        data_dir: a folder holding ``<dataset>/``, searched first.
+        download: download the files if no verified copy is found.
+        progress: show a progress bar while downloading.
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``: x uint8 (N, 28, 28) with values 0-255,
+        y int64 (N,) labels 0-9.  Scale x to float32 yourself (e.g. ``x / 255``).
+
+    Raises:
+        ValueError: an unknown dataset, or a malformed file.
+        DataNotFoundError: no verified copy found or downloaded (the message says where it
+            looked and how to provide the files).
+
+    Example:
+        >>> from dlkit import data
+        >>> (x, y), (xt, yt) = data.load_mnist("fashion-mnist")   # doctest: +SKIP
+        >>> x.shape, x.dtype, yt.shape                             # doctest: +SKIP
+        ((60000, 28, 28), dtype('uint8'), (10000,))
+    """
     if dataset not in SPECS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(SPECS)}")
     spec = SPECS[dataset]
