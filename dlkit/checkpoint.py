@@ -62,12 +62,19 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class CheckpointError(Exception):
+    """A checkpoint that cannot be saved or loaded: ``path`` names it, ``reason`` says what
+    is wrong (a missing file, a digest mismatch, a symlink, a shape that does not match
+    ``like``...); ``str(e)`` is ``"<path>: <reason>"``."""
+
     def __init__(self, path, reason):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
 
 
 class Checkpoint(NamedTuple):
+    """A loaded checkpoint: its folder, step, params and optimizer state (trees of numpy
+    arrays, as saved) and ``meta``, the JSON dict given to ``save``."""
+
     path: Path
     step: int
     params: dict
@@ -366,9 +373,33 @@ def _flatten(node, prefix, out):
     return out
 
 
-def save(root, step, params, opt_state=None, meta=None, keep=3):
-    """Write checkpoint ``step`` under ``root`` atomically; returns its folder.  keep: how
-    many checkpoints to keep (newest by step, plus the one LATEST names); 0 or None: all."""
+def save(root: str | os.PathLike, step: int, params: dict, opt_state: dict | None = None,
+         meta: dict | None = None, keep: int | None = 3) -> Path:
+    """Write checkpoint ``step`` under ``root`` atomically; returns its folder.
+
+    Args:
+        root: the checkpoint root folder (created if needed).
+        step: a non-negative int, the folder's name ``step-<step>``.
+        params: a tree of finite numpy arrays (device arrays: ``dlkit.device.to_host`` first).
+        opt_state: the optimizer state tree (``opt.init``'s layout), or None.
+        meta: a JSON-serialisable dict (epoch, key, settings...), returned by ``load``.
+        keep: how many checkpoints to keep (newest by step, plus the one LATEST names);
+            0 or None: all.
+
+    Raises:
+        ValueError: a bad step, a non-finite array, or a name that would not round-trip.
+        CheckpointError: the root cannot be written.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from dlkit import checkpoint
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     folder = checkpoint.save(root, 100, {"fc": {"W": np.eye(2, dtype=np.float32)}},
+        ...                              meta={"epoch": 3})
+        ...     ck = checkpoint.restore(root)
+        ...     print(folder.name, ck.step, ck.meta["epoch"], ck.params["fc"]["W"].dtype)
+        step-000000100 100 3 float32
+    """
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
         raise ValueError(f"checkpoint: step must be a non-negative int, got {step!r}")
     step = int(step)
@@ -440,9 +471,19 @@ def save(root, step, params, opt_state=None, meta=None, keep=3):
     return root / name
 
 
-def list_checkpoints(root):
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     """Checkpoint folders under root (real folders named step-<n>, no symlinks), oldest
-    first by step number."""
+    first by step number ([] if root does not exist).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from dlkit import checkpoint
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     for step in (1, 2):
+        ...         _ = checkpoint.save(root, step, {"W": np.zeros(2)})
+        ...     [p.name for p in checkpoint.list_checkpoints(root)]
+        ['step-000000001', 'step-000000002']
+    """
     root = Path(root)
     try:
         root_fd = _open_dir(root, follow=True)
@@ -454,9 +495,27 @@ def list_checkpoints(root):
         os.close(root_fd)
 
 
-def load(path, like=None):
-    """Load and verify one checkpoint folder (or a root: its LATEST).  ``like``: an optional
-    params template whose keys, shapes and dtypes the checkpoint's params must match."""
+def load(path: str | os.PathLike, like: dict | None = None) -> Checkpoint:
+    """Load and verify one checkpoint folder (or a root: its LATEST).
+
+    Args:
+        path: a ``step-<n>`` folder, or a root folder (its LATEST is loaded).
+        like: an optional params template whose keys, shapes and dtypes the checkpoint's
+            params must match (e.g. the params of a freshly initialised model).
+
+    Raises:
+        CheckpointError: any defect (missing, corrupt, tampered, or not matching ``like``).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from dlkit import checkpoint
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     folder = checkpoint.save(root, 7, {"W": np.zeros(2)})
+        ...     checkpoint.load(folder, like={"W": np.zeros(3)})
+        Traceback (most recent call last):
+        ...
+        dlkit.checkpoint.CheckpointError: ...
+    """
     path = Path(path)
     try:
         fd = _open_dir(path, follow=True)
@@ -470,11 +529,19 @@ def load(path, like=None):
         os.close(fd)
 
 
-def restore(root, like=None):
+def restore(root: str | os.PathLike, like: dict | None = None) -> Checkpoint | None:
     """The newest valid checkpoint under ``root`` (LATEST first, then by step number, newest
     first); None if there is no checkpoint at all, CheckpointError if there are some but none
     is valid.  Removes stray temporary entries left by interrupted saves, unless a save holds
-    the root."""
+    the root.  ``like`` as for ``load``.
+
+    Example:
+        >>> import tempfile
+        >>> from dlkit import checkpoint
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     print(checkpoint.restore(root))             # a fresh run: nothing to resume
+        None
+    """
     root = Path(root)
     try:
         root_fd = _open_dir(root, follow=True)
