@@ -57,13 +57,18 @@ read-back, and raises the CPU's error; ``cd_grads`` reads the per-row reconstruc
 back for its stats (CD).  Results stay on the device.
 """
 import time
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _check as chk
 from . import device, distributed, optim, tree
-from .random import fold_in, generator, uniform
+from .random import Key, fold_in, generator, uniform
+
+Params = dict[str, Any]
+"""RBM params: ``{"W": (n_visible, n_hidden), "vbias": (n_visible,), "hbias": (n_hidden,)}``,
+float32 or float64 numpy arrays (or CUDA device arrays)."""
 
 VISIBLE = ("bernoulli", "gaussian")
 PARAMS = ("W", "vbias", "hbias")
@@ -107,9 +112,22 @@ def _same_place(what, W, **arrays):
                    what=f"{what} (params, {', '.join(arrays)})")
 
 
-def check_params(params, what="rbm"):
+def check_params(params: Params, what: str = "rbm") -> tuple[Any, Any, Any]:
     """Validate an RBM param dict; returns (W, vbias, hbias), numpy arrays (C-contiguous) or
-    device arrays (all three on the same side)."""
+    device arrays (all three on the same side).
+
+    Raises:
+        ValueError: missing or extra keys, or mismatched shapes (``what`` starts the message).
+        TypeError: non-float arrays, mixed dtypes, or host and device arrays mixed.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm
+        >>> rbm.check_params({"W": np.zeros((3, 2)), "vbias": np.zeros(2), "hbias": np.zeros(2)})
+        Traceback (most recent call last):
+        ...
+        ValueError: rbm: W(3, 2) needs vbias of shape (3,) and hbias of shape (2,), got ...
+    """
     chk.params(params, PARAMS, what)
     W, vb, hb = (_array(params[n], f"{what} param {n!r}") for n in PARAMS)
     if W.ndim != 2:
@@ -212,11 +230,23 @@ def _to_host(a):
 
 
 # ---------------------------------------------------------------- construction
-def init(key, n_visible, n_hidden, *, std=0.01, data=None, visible="bernoulli",
-         dtype=np.float32):
+def init(key: Key, n_visible: int, n_hidden: int, *, std: float = 0.01,
+         data: NDArray | None = None, visible: str = "bernoulli",
+         dtype: DTypeLike = np.float32) -> Params:
     """New RBM params.  W ~ N(0, std^2); hbias = 0; vbias from ``data`` (N, n_visible) when
     given: log(p / (1 - p)) with p the per-unit mean clipped to [1e-3, 1 - 1e-3] (Bernoulli),
-    the per-unit mean (Gaussian); zeros otherwise."""
+    the per-unit mean (Gaussian); zeros otherwise.
+
+    Raises:
+        ValueError: non-positive sizes, an unknown ``visible``, or data of another width.
+        TypeError: a dtype other than float32/float64.
+
+    Example:
+        >>> from dlkit import rbm, random
+        >>> params = rbm.init(random.key(0), 784, 64)
+        >>> {n: (a.shape, str(a.dtype)) for n, a in params.items()}
+        {'W': ((784, 64), 'float32'), 'vbias': ((784,), 'float32'), 'hbias': ((64,), 'float32')}
+    """
     V = chk.positive_int(n_visible, "rbm.init n_visible")
     H = chk.positive_int(n_hidden, "rbm.init n_hidden")
     gaussian = _visible_kind(visible)
@@ -287,11 +317,24 @@ def _agree(params, opt_state, X, key, batch_size, epochs, on_dev, persistent):
     return distributed.broadcast(params), distributed.broadcast(opt_state)
 
 
-def cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible="bernoulli"):
+def cd_grads(params: Params, v0: NDArray, key: Key, k: int = 1, chain: NDArray | None = None,
+             *, sample_visible: bool = True,
+             visible: str = "bernoulli") -> tuple[Params, NDArray | None, dict[str, Any]]:
     """Contrastive-divergence gradient (CD-k, or PCD-k with a chain); see the module docstring.
 
-    v0 (N, n_visible) a batch of data; chain None (CD) or (N, n_hidden) (PCD).
-    Returns (grads, new_chain or None, stats)."""
+    v0 (N, n_visible) a batch of data in params' dtype; chain None (CD) or (N, n_hidden)
+    (PCD).  Returns (grads, new_chain or None, stats): grads = dLoss/dθ with params' keys,
+    shapes and dtypes, so any dlkit optimizer applies them.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> grads, chain, stats = rbm.cd_grads(params, X, random.key(2), k=1)
+        >>> grads["W"].shape, chain, stats["recon_error"] > 0
+        ((6, 4), None, True)
+    """
     what = "rbm.cd_grads"
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, what)
@@ -303,8 +346,18 @@ def cd_grads(params, v0, key, k=1, chain=None, *, sample_visible=True, visible="
     return _cd(W, vb, hb, v0, key, k, chain, sample_visible, gaussian)
 
 
-def init_chain(params, v, key, *, visible="bernoulli"):
-    """A PCD chain started at data: h ~ P(h | v), shape (N, n_hidden), 0/1 in params' dtype."""
+def init_chain(params: Params, v: NDArray, key: Key, *, visible: str = "bernoulli") -> NDArray:
+    """A PCD chain started at data: h ~ P(h | v), shape (N, n_hidden), 0/1 in params' dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> chain = rbm.init_chain(params, X, random.key(2))
+        >>> chain.shape, sorted(set(chain.ravel().tolist())) <= [0.0, 1.0]
+        ((20, 4), True)
+    """
     W, vb, hb = check_params(params, "rbm.init_chain")
     return _sample_hidden(W, hb, _data(v, W, "rbm.init_chain", _visible_kind(visible)), key)
 
@@ -325,14 +378,33 @@ def _rows(X, idx):
 
 
 # ---------------------------------------------------------------- inference and sampling
-def transform(params, v, *, visible="bernoulli"):
-    """Hidden probabilities P(h = 1 | v), (N, n_hidden) (scikit-learn's transform)."""
+def transform(params: Params, v: NDArray, *, visible: str = "bernoulli") -> NDArray:
+    """Hidden probabilities P(h = 1 | v), (N, n_hidden) (scikit-learn's transform): the
+    features an RBM gives a classifier.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> rbm.transform(params, X).shape
+        (20, 4)
+    """
     W, vb, hb = check_params(params, "rbm.transform")
     return _kernels(W).rbm_hidden(_data(v, W, "rbm.transform", _visible_kind(visible)), W, hb)
 
 
-def visible_mean(params, h, *, visible="bernoulli"):
-    """E[v | h] for hidden states (or probabilities) h (N, n_hidden)."""
+def visible_mean(params: Params, h: NDArray, *, visible: str = "bernoulli") -> NDArray:
+    """E[v | h] for hidden states (or probabilities) h (N, n_hidden): (N, n_visible).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> rbm.visible_mean(params, np.ones((2, 4), np.float32)).shape
+        (2, 6)
+    """
     what = "rbm.visible_mean"
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, what)
@@ -346,8 +418,17 @@ def visible_mean(params, h, *, visible="bernoulli"):
     return _kernels(W).rbm_visible(h, W, vb, gaussian)
 
 
-def reconstruct(params, v, *, visible="bernoulli"):
-    """Mean-field reconstruction E[v | h = P(h | v)], (N, n_visible)."""
+def reconstruct(params: Params, v: NDArray, *, visible: str = "bernoulli") -> NDArray:
+    """Mean-field reconstruction E[v | h = P(h | v)], (N, n_visible).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> rbm.reconstruct(params, X).shape
+        (20, 6)
+    """
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, "rbm.reconstruct")
     v = _data(v, W, "rbm.reconstruct", gaussian)
@@ -355,8 +436,17 @@ def reconstruct(params, v, *, visible="bernoulli"):
     return K_.rbm_visible(K_.rbm_hidden(v, W, hb), W, vb, gaussian)
 
 
-def reconstruction_error(params, v, *, visible="bernoulli"):
-    """Mean over rows of the squared error |v - reconstruct(v)|^2 (a float)."""
+def reconstruction_error(params: Params, v: NDArray, *, visible: str = "bernoulli") -> float:
+    """Mean over rows of the squared error |v - reconstruct(v)|^2 (a float).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> isinstance(rbm.reconstruction_error(params, X), float)
+        True
+    """
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, "rbm.reconstruction_error")
     v = _data(v, W, "rbm.reconstruction_error", gaussian)
@@ -371,11 +461,22 @@ def reconstruction_error(params, v, *, visible="bernoulli"):
     return float(sq.copy_to_host()[0]) / len(v)
 
 
-def gibbs(params, v, key, n_steps=1, *, visible="bernoulli"):
+def gibbs(params: Params, v: NDArray, key: Key, n_steps: int = 1, *,
+          visible: str = "bernoulli") -> tuple[NDArray, NDArray, NDArray]:
     """``n_steps`` of block Gibbs sampling v -> h -> v from v (N, n_visible).
 
     Returns (v_sample, v_mean, h_sample): the last visible sample, the visible mean it was drawn
-    from (smoother for pictures), and the last hidden sample."""
+    from (smoother for pictures), and the last hidden sample.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> v, v_mean, h = rbm.gibbs(params, X, random.key(2), n_steps=10)
+        >>> v.shape, v_mean.shape, h.shape
+        ((20, 6), (20, 6), (20, 4))
+    """
     what = "rbm.gibbs"
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, what)
@@ -388,18 +489,36 @@ def gibbs(params, v, key, n_steps=1, *, visible="bernoulli"):
     return _kernels(W).rbm_gibbs(v, W, vb, hb, int(n_steps), gaussian, *_where(W, uh, nv))
 
 
-def free_energy(params, v, *, visible="bernoulli"):
+def free_energy(params: Params, v: NDArray, *, visible: str = "bernoulli") -> NDArray:
     """F(v) per row, (N,): -v.vbias - sum_j softplus(hbias_j + v W_:j) (Bernoulli) or
-    |v - vbias|^2 / 2 - sum_j softplus(...) (Gaussian)."""
+    |v - vbias|^2 / 2 - sum_j softplus(...) (Gaussian).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> rbm.free_energy(params, X).shape
+        (20,)
+    """
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, "rbm.free_energy")
     v = _data(v, W, "rbm.free_energy", gaussian)
     return _kernels(W).rbm_free_energy(v, W, vb, hb, gaussian)
 
 
-def free_energy_grad(params, v, *, visible="bernoulli"):
+def free_energy_grad(params: Params, v: NDArray, *, visible: str = "bernoulli") -> Params:
     """Gradient of mean_n F(v_n) with respect to the params (a dict like params).  The CD
-    gradient is this at the data minus this at the negative samples."""
+    gradient is this at the data minus this at the negative samples.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> sorted(rbm.free_energy_grad(params, X))
+        ['W', 'hbias', 'vbias']
+    """
     gaussian = _visible_kind(visible)
     W, vb, hb = check_params(params, "rbm.free_energy_grad")
     v = _data(v, W, "rbm.free_energy_grad", gaussian)
@@ -409,11 +528,21 @@ def free_energy_grad(params, v, *, visible="bernoulli"):
     return {"W": dW, "vbias": db, "hbias": dc}
 
 
-def pseudo_likelihood(params, v, key):
+def pseudo_likelihood(params: Params, v: NDArray, key: Key) -> NDArray:
     """Stochastic pseudo-log-likelihood per row, (N,), as scikit-learn's
     BernoulliRBM.score_samples: flip one visible unit per row (index drawn from ``key`` with
     ``generator(key).integers(0, n_visible, N)``), PL = n_visible * log sigm(F(v') - F(v)).
-    Bernoulli RBMs only (data meant to be binary, as in scikit-learn)."""
+    Bernoulli RBMs only (data meant to be binary, as in scikit-learn).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> pl = rbm.pseudo_likelihood(params, X, random.key(2))
+        >>> pl.shape, bool((pl <= 0).all())
+        ((20,), True)
+    """
     W, vb, hb = check_params(params, "rbm.pseudo_likelihood")
     v = _data(v, W, "rbm.pseudo_likelihood", False)
     idx = generator(key).integers(0, W.shape[0], v.shape[0], dtype=np.int64)
@@ -421,11 +550,22 @@ def pseudo_likelihood(params, v, key):
 
 
 # ---------------------------------------------------------------- training recipe
-def weight_decay(grads, params, l2, l1=0.0):
+def weight_decay(grads: Params, params: Params, l2: float, l1: float = 0.0) -> Params:
     """grads with (l2 W + l1 sign(W)) added to grads["W"]: L2 and L1 weight decay on the
     weights only (the biases are not decayed, as in Hinton's practical guide; optim.sgd's own
     l2 / l1 would decay them too).  L1 decay drives most weights to about zero and gives
-    localised receptive fields (practical guide, section 10)."""
+    localised receptive fields (practical guide, section 10).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> g = {n: np.zeros_like(a) for n, a in params.items()}
+        >>> d = rbm.weight_decay(g, params, 2e-4)
+        >>> bool(np.allclose(d["W"], 2e-4 * params["W"])), bool((d["hbias"] == 0).all())
+        (True, True)
+    """
     return _decayed(grads, params, l2, l1)
 
 
@@ -443,16 +583,26 @@ def _decayed(grads, params, l2, l1):
     return dict(grads, W=g)
 
 
-def hinton_sgd(lr=0.1, momentum=0.5):
+def hinton_sgd(lr: float = 0.1, momentum: float = 0.5) -> "optim.Optimizer":
     """``optim.sgd(lr, momentum)``: the optimizer of Hinton's practical guide (and Hinton &
     Salakhutdinov's rbm.m) for use with ``cd_grads``: lr 0.1 on batch-mean gradients, momentum
     0.5 for the first epochs then 0.9 (make a new ``hinton_sgd(lr, 0.9)``; the state carries
     over), weight cost 2e-4 on W only (``weight_decay``).  ``fit`` runs the same arithmetic fused
-    into the CD kernel."""
+    into the CD kernel.
+
+    Example:
+        >>> from dlkit import rbm
+        >>> opt = rbm.hinton_sgd()
+        >>> opt.name, opt.hyperparams["lr"], opt.hyperparams["momentum"]
+        ('sgd', 0.1, 0.5)
+    """
     return optim.sgd(lr, momentum=momentum)
 
 
 class FitResult(NamedTuple):
+    """What ``rbm.fit`` returns: the trained params, the optimizer state and the PCD chain
+    (None for CD), to continue from, and the per-epoch history lists."""
+
     params: dict
     opt_state: dict
     chain: object           # the PCD chain (None for CD)
@@ -492,11 +642,15 @@ def _placed_data(a, W, what, gaussian, name):
     return _data(a, W, what, gaussian, name)
 
 
-def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
-        sample_visible=False, lr=0.1, momentum=0.5, final_momentum=0.9, momentum_switch=5,
-        weight_decay=2e-4, l1=0.0, optimizer=None, visible="bernoulli", opt_state=None,
-        chain=None, start_epoch=0, monitor=None, callback=None, progress=False, desc="rbm",
-        log=None):
+def fit(params: Params, X: NDArray, key: Key, *, epochs: int = 1, batch_size: int = 100,
+        k: int = 1, persistent: bool = False, sample_visible: bool = False,
+        lr: float | Callable[[int], float] = 0.1, momentum: float = 0.5,
+        final_momentum: float | None = 0.9, momentum_switch: int = 5,
+        weight_decay: float = 2e-4, l1: float = 0.0, optimizer: "optim.Optimizer | None" = None,
+        visible: str = "bernoulli", opt_state: dict | None = None, chain: NDArray | None = None,
+        start_epoch: int = 0, monitor: NDArray | None = None,
+        callback: Callable[[int, "FitResult"], Any] | None = None, progress: bool = False,
+        desc: str = "rbm", log: Callable[[str], Any] | None = None) -> FitResult:
     """Train an RBM by CD-k / PCD-k on X (n, n_visible), epochs start_epoch .. epochs - 1.
 
     The defaults are Hinton's practical-guide recipe: SGD with lr 0.1 (a number or a schedule
@@ -534,6 +688,15 @@ def fit(params, X, key, *, epochs=1, batch_size=100, k=1, persistent=False,
     Returns FitResult(params, opt_state, chain, history) with history lists "epoch",
     "recon_error" (mean of the batches' CD reconstruction errors; None for PCD), "seconds", and
     "monitor_recon_error", "monitor_pseudo_likelihood" when monitor is given.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import rbm, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> params = rbm.init(random.key(0), 6, 4, data=X)
+        >>> result = rbm.fit(params, X, random.key(2), epochs=3, batch_size=10)
+        >>> result.history["epoch"], result.params["W"].shape
+        ([1, 2, 3], (6, 4))
     """
     what = "rbm.fit"
     gaussian = _visible_kind(visible)
