@@ -90,7 +90,8 @@ def _normal(key, shape, dtype, std):
 
 
 def glorot_uniform(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """Glorot/Xavier uniform: U(-a, a) with ``a = sqrt(6 / (fan_in + fan_out))`` (Keras' Dense default).
+    """Glorot/Xavier uniform: U(-a, a) with ``a = sqrt(6 / (fan_in + fan_out))`` (Keras'
+    Dense default).
 
     Args:
         key: a ``dlkit.random`` key; the same key gives the same array.
