@@ -31,16 +31,35 @@ uploaded once, every layer's data stays on the device, ``transform`` and ``gener
 device arrays, and ``to_mlp`` returns device params (the fc layers share the RBMs' device
 arrays, which nothing updates in place; "out" is initialised on the host and uploaded).
 """
+from typing import Any, Callable, Sequence
+
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _check as chk
 from . import device, nn, rbm
 from . import layers as L
-from .random import fold_in, generator
+from .random import Key, fold_in, generator
+
+Stack = list[dict[str, Any]]
+"""A DBN: a list of RBM param dicts (``dlkit.rbm.Params``), bottom layer first."""
 
 
-def check(stack, what="dbn"):
-    """Validate a stack; returns the per-layer (n_visible, n_hidden)."""
+def check(stack: Stack, what: str = "dbn") -> list[tuple[int, int]]:
+    """Validate a stack; returns the per-layer (n_visible, n_hidden).
+
+    Raises:
+        TypeError: not a non-empty list, mixed dtypes, or host and device layers mixed.
+        ValueError: a bad layer, or a layer whose hidden size is not the next visible size.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import dbn, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> stack = dbn.init(random.key(0), [6, 5, 3], data=X)
+        >>> dbn.check(stack)
+        [(6, 5), (5, 3)]
+    """
     if not isinstance(stack, (list, tuple)) or not stack:
         raise TypeError(f"{what}: a DBN is a non-empty list of RBM param dicts, got "
                         f"{type(stack).__name__}" + ("" if stack else " (empty)"))
@@ -65,13 +84,37 @@ def check(stack, what="dbn"):
     return shapes
 
 
-def sizes(stack):
+def sizes(stack: Stack) -> list[int]:
+    """The layer sizes ``[n_visible, n_hidden_1, ..., n_hidden_L]`` of a (validated) stack.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import dbn, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> stack = dbn.init(random.key(0), [6, 5, 3], data=X)
+        >>> dbn.sizes(stack)
+        [6, 5, 3]
+    """
     shapes = check(stack)
     return [shapes[0][0]] + [s[1] for s in shapes]
 
 
-def init(key, sizes_, *, std=0.01, data=None, visible="bernoulli", dtype=np.float32):
-    """A new stack for layer sizes [n_visible, n_hidden_1, ..., n_hidden_L] (L >= 1)."""
+def init(key: Key, sizes_: Sequence[int], *, std: float = 0.01, data: NDArray | None = None,
+         visible: str = "bernoulli", dtype: DTypeLike = np.float32) -> Stack:
+    """A new stack for layer sizes [n_visible, n_hidden_1, ..., n_hidden_L] (L >= 1).
+
+    Layer i is ``rbm.init(fold_in(key, i), ...)``; ``data`` (N, n_visible) sets the first
+    layer's visible bias, ``visible`` its visible units ("bernoulli" or "gaussian").
+
+    Raises:
+        ValueError: fewer than two sizes, or as ``rbm.init``.
+
+    Example:
+        >>> from dlkit import dbn, random
+        >>> stack = dbn.init(random.key(0), [784, 500, 250])
+        >>> [p["W"].shape for p in stack]
+        [(784, 500), (500, 250)]
+    """
     if not isinstance(sizes_, (list, tuple)) or len(sizes_) < 2:
         raise ValueError(f"dbn.init: sizes must list at least two layer sizes "
                          f"[n_visible, n_hidden, ...], got {sizes_!r}")
@@ -83,8 +126,20 @@ def init(key, sizes_, *, std=0.01, data=None, visible="bernoulli", dtype=np.floa
     return stack
 
 
-def transform(stack, v, *, n_layers=None, visible="bernoulli", batch_size=10000):
-    """Mean-field up-pass: P(h|v) through the first ``n_layers`` layers (default all)."""
+def transform(stack: Stack, v: NDArray, *, n_layers: int | None = None,
+              visible: str = "bernoulli", batch_size: int = 10000) -> NDArray:
+    """Mean-field up-pass: P(h|v) through the first ``n_layers`` layers (default all).
+
+    v (N, n_visible) -> (N, n_hidden of layer n_layers), in rows of ``batch_size`` on the host.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import dbn, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> stack = dbn.init(random.key(0), [6, 5, 3], data=X)
+        >>> dbn.transform(stack, X).shape, dbn.transform(stack, X, n_layers=1).shape
+        ((20, 3), (20, 5))
+    """
     check(stack, "dbn.transform")
     n = len(stack) if n_layers is None else int(n_layers)
     if not 0 <= n <= len(stack):
@@ -105,8 +160,10 @@ def transform(stack, v, *, n_layers=None, visible="bernoulli", batch_size=10000)
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 
-def pretrain(stack, X, key, *, epochs=10, monitor_size=1000, visible="bernoulli",
-             start_layer=0, callback=None, **fit_options):
+def pretrain(stack: Stack, X: NDArray, key: Key, *, epochs: int | Sequence[int] = 10,
+             monitor_size: int = 1000, visible: str = "bernoulli", start_layer: int = 0,
+             callback: Callable[[int, "rbm.FitResult"], Any] | None = None,
+             **fit_options: Any) -> tuple[Stack, list[dict]]:
     """Greedy layer-wise pretraining; returns (new stack, history).
 
     Layer l is trained by ``rbm.fit`` for ``epochs`` epochs (an int, or one per layer) on the
@@ -119,6 +176,15 @@ def pretrain(stack, X, key, *, epochs=10, monitor_size=1000, visible="bernoulli"
     start_layer: layers below it are taken as trained already (resuming: they are kept and
     only used to transform the data).  callback(l, fit_result) runs after each layer trained.
     history: one ``rbm.fit`` history per layer trained.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import dbn, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> stack = dbn.init(random.key(0), [6, 5, 3], data=X)
+        >>> trained, history = dbn.pretrain(stack, X, random.key(2), epochs=2, batch_size=10)
+        >>> len(trained), [h["epoch"] for h in history]
+        (2, [[1, 2], [1, 2]])
     """
     check(stack, "dbn.pretrain")
     n_layers = len(stack)
@@ -153,7 +219,8 @@ def pretrain(stack, X, key, *, epochs=10, monitor_size=1000, visible="bernoulli"
     return new, history
 
 
-def to_mlp(stack, n_classes, key, *, flatten=False):
+def to_mlp(stack: Stack, n_classes: int, key: Key, *,
+           flatten: bool = False) -> tuple[L.Layer, dict[str, dict[str, Any]]]:
     """(model, params): Dense+sigmoid layers from the RBMs and a fresh Dense(n_classes) output.
 
     The layers are named "fc1".."fcL" (W = rbm W, b = rbm hbias, copied) and "out" (Dense's
@@ -161,6 +228,17 @@ def to_mlp(stack, n_classes, key, *, flatten=False):
     first, so (N, 28, 28) images go straight in.  The model outputs logits; train it with
     ``losses.softmax_cross_entropy``.  The RBMs' visible biases are not used (a
     discriminative net has none).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import dbn, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> stack = dbn.init(random.key(0), [6, 5, 3], data=X)
+        >>> model, params = dbn.to_mlp(stack, 10, random.key(3))
+        >>> sorted(params), params["out"]["W"].shape
+        (['fc1', 'fc2', 'out'], (3, 10))
+        >>> model.forward(params, X)[0].shape
+        (20, 10)
     """
     shapes = check(stack, "dbn.to_mlp")
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
@@ -182,13 +260,25 @@ def to_mlp(stack, n_classes, key, *, flatten=False):
     return model, params
 
 
-def generate(stack, key, n_samples, *, n_steps=1000, init=None, visible="bernoulli"):
+def generate(stack: Stack, key: Key, n_samples: int, *, n_steps: int = 1000,
+             init: NDArray | None = None,
+             visible: str = "bernoulli") -> tuple[NDArray, NDArray]:
     """Samples from the DBN's generative model.
 
     The top RBM runs ``n_steps`` of block Gibbs sampling from random binary visible states
     (P = 1/2), or from the up-pass of ``init`` (n_samples, n_visible) data; its visible sample
     then goes down through the lower layers as means, E[v_l | h_{l+1}].  Returns (v, top): the
-    bottom-layer means (n_samples, n_visible) and the top RBM's visible samples."""
+    bottom-layer means (n_samples, n_visible) and the top RBM's visible samples.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import dbn, random
+        >>> X = (random.uniform(random.key(1), (20, 6)) < 0.5).astype(np.float32)
+        >>> stack = dbn.init(random.key(0), [6, 5, 3], data=X)
+        >>> v, top = dbn.generate(stack, random.key(2), 4, n_steps=10)
+        >>> v.shape, top.shape
+        ((4, 6), (4, 5))
+    """
     shapes = check(stack, "dbn.generate")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
             or n_samples < 1:
