@@ -36,8 +36,15 @@ CPU-only work never pays for it.
 import importlib
 import os
 import threading
+from types import ModuleType
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+Array = Any
+"""A numpy array or a numba CUDA device array (numba ships no type information for the latter,
+so the API's hints say ``Any`` where either is accepted)."""
 
 INSTALL_HINT = (
     "install the CUDA extra with `pip install -e \".[cuda]\"` (numba-cuda) plus the CUDA "
@@ -51,15 +58,28 @@ _cpu = {}
 _ndarray = np.ndarray
 
 
-def is_device_array(a):
+def is_device_array(a: Any) -> bool:
     """True for numba CUDA device arrays (``DeviceNDArray``, or the simulator's
-    ``FakeCUDAArray``): both mark their class with ``__cuda_ndarray__``."""
+    ``FakeCUDAArray``): both mark their class with ``__cuda_ndarray__``.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.is_device_array(np.zeros(3))
+        False
+    """
     return getattr(type(a), "__cuda_ndarray__", False) is True
 
 
-def cuda():
+def cuda() -> ModuleType:
     """The ``numba.cuda`` module, checked to be usable: a GPU with its driver, or the
-    simulator.  Raises RuntimeError naming what to install otherwise."""
+    simulator.  Raises RuntimeError naming what to install otherwise.
+
+    Example:
+        >>> from dlkit import device
+        >>> device.cuda().get_current_device().name          # doctest: +SKIP
+        b'NVIDIA H100 80GB HBM3'
+    """
     try:
         from numba import cuda as numba_cuda
     except ImportError as e:
@@ -81,8 +101,14 @@ def cuda():
     return numba_cuda
 
 
-def available():
-    """(True, "") when CUDA kernels can run here (a GPU, or the simulator), else (False, why)."""
+def available() -> tuple[bool, str]:
+    """(True, "") when CUDA kernels can run here (a GPU, or the simulator), else (False, why).
+
+    Example:
+        >>> from dlkit import device
+        >>> device.available()                               # doctest: +SKIP
+        (False, 'CUDA was asked for but no CUDA GPU or driver was found; install ...')
+    """
     try:
         cuda()
     except RuntimeError as e:
@@ -150,10 +176,18 @@ class _OneThreadAtATime:
         return guarded
 
 
-def kernels(family, *arrays, what=None):
+def kernels(family: str, *arrays: Array, what: str | None = None) -> ModuleType:
     """The kernel module of ``family`` ("dense", "activations", "losses", "optim", ...) for
     ``arrays``: kernels.cpu.<family> when they are numpy arrays, kernels.cuda.<family> when
-    they are device arrays.  Raises TypeError when they are mixed."""
+    they are device arrays.  Raises TypeError when they are mixed (``what`` names the caller
+    in the message).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.kernels("dense", np.zeros(2)).__name__
+        'kernels.cpu.dense'
+    """
     for a in arrays:                    # the CPU path: a type check per array, one lookup
         if type(a) is not _ndarray:
             break
@@ -172,8 +206,15 @@ def kernels(family, *arrays, what=None):
     return _module("device" in where, family)
 
 
-def on_device(a):
-    """True when a is a device array (for API code that branches on where data lives)."""
+def on_device(a: Any) -> bool:
+    """True when a is a device array (for API code that branches on where data lives).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.on_device(np.zeros(2))
+        False
+    """
     return type(a) is not np.ndarray and is_device_array(a)
 
 
@@ -190,13 +231,24 @@ def _map(fn, tree):
     return fn(tree)
 
 
-def to_device(tree):
+def to_device(tree: Any) -> Any:
     """A copy of ``tree`` with every numpy array of one or more dimensions on the GPU.
 
     Arrays are made C-contiguous first.  0-d arrays (the optimizer's step counter), Python
     scalars and arrays already on the device are left as they are.  A NamedTuple with a
     ``_host_fields`` attribute (``layers.Padded``) is moved field by field except those: a
-    ragged batch's lengths stay on the host, where the layers validate them."""
+    ragged batch's lengths stay on the host, where the layers validate them.
+
+    Raises:
+        RuntimeError: CUDA is not usable here (the message says what to install).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> params = device.to_device({"W": np.ones((2, 2), np.float32)})  # doctest: +SKIP
+        >>> device.on_device(params["W"])                                  # doctest: +SKIP
+        True
+    """
     cu = cuda()
 
     def move(a):
@@ -206,21 +258,43 @@ def to_device(tree):
     return _map(move, tree)
 
 
-def to_host(tree):
-    """A copy of ``tree`` with every device array copied back into a numpy array."""
+def to_host(tree: Any) -> Any:
+    """A copy of ``tree`` (dicts, lists, tuples) with every device array copied back into a
+    numpy array; everything else is kept as it is.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.to_host({"W": np.zeros(2), "step": 3})
+        {'W': array([0., 0.]), 'step': 3}
+    """
     return _map(lambda a: a.copy_to_host() if is_device_array(a) else a, tree)
 
 
-def zeros_like(a):
-    """Zeros with a's shape and dtype, where a lives (filled on the device for device arrays)."""
+def zeros_like(a: Array) -> Array:
+    """Zeros with a's shape and dtype, where a lives (filled on the device for device arrays).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.zeros_like(np.ones(2, np.float32))
+        array([0., 0.], dtype=float32)
+    """
     if type(a) is np.ndarray or not is_device_array(a):
         return np.zeros_like(a)
     return _module(True, "optim").zeros(a.shape, a.dtype)
 
 
-def all_finite(arrays):
+def all_finite(arrays: Iterable[Array]) -> bool:
     """True if no array in ``arrays`` (all numpy, or all device arrays) holds a NaN or an inf.
-    For device arrays: one flag kernel per array and a one-byte read-back."""
+    For device arrays: one flag kernel per array and a one-byte read-back.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.all_finite([np.zeros(2), np.array([1.0, np.inf])])
+        False
+    """
     arrays = list(arrays)
     if all(type(a) is np.ndarray for a in arrays):
         # the sum is finite iff every element is, unless it overflows: then look closer
@@ -230,8 +304,15 @@ def all_finite(arrays):
     return not _module(True, "optim").nonfinite_flag(arrays).copy_to_host()[0]
 
 
-def on_device_tree(tree):
-    """True if any leaf of ``tree`` (dicts, lists, tuples) is a device array."""
+def on_device_tree(tree: Any) -> bool:
+    """True if any leaf of ``tree`` (dicts, lists, tuples) is a device array.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.on_device_tree({"fc": {"W": np.zeros(2)}})
+        False
+    """
     if isinstance(tree, dict):
         return any(on_device_tree(v) for v in tree.values())
     if isinstance(tree, (list, tuple)):
@@ -239,22 +320,47 @@ def on_device_tree(tree):
     return is_device_array(tree)
 
 
-def empty(shape, dtype, like):
-    """An uninitialised array where ``like`` lives (np.empty, or a device array)."""
+def empty(shape: int | Sequence[int], dtype: DTypeLike, like: Array) -> Array:
+    """An uninitialised array where ``like`` lives (np.empty, or a device array).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.empty((2, 3), np.int64, like=np.zeros(1)).shape
+        (2, 3)
+    """
     if type(like) is np.ndarray or not is_device_array(like):
         return np.empty(shape, dtype)
     return cuda().device_array(shape, dtype=np.dtype(dtype))
 
 
-def zeros(shape, dtype, like):
-    """Zeros where ``like`` lives (filled on the device for a device ``like``)."""
+def zeros(shape: int | Sequence[int], dtype: DTypeLike, like: Array) -> Array:
+    """Zeros where ``like`` lives (filled on the device for a device ``like``).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.zeros(2, np.float32, like=np.ones(1))
+        array([0., 0.], dtype=float32)
+    """
     if type(like) is np.ndarray or not is_device_array(like):
         return np.zeros(shape, dtype)
     return _module(True, "optim").zeros(shape, dtype)
 
 
-def upload(a):
-    """``a`` on the device (one host-to-device copy for a numpy array)."""
+def upload(a: Array) -> Array:
+    """``a`` on the device (one host-to-device copy for a numpy array; a device array is
+    returned as it is).
+
+    Raises:
+        RuntimeError: CUDA is not usable here.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.upload(np.arange(3)).copy_to_host()       # doctest: +SKIP
+        array([0, 1, 2])
+    """
     return a if is_device_array(a) else cuda().to_device(np.ascontiguousarray(a))
 
 
@@ -266,15 +372,29 @@ def _ops(what, *arrays):
     return kernels("_array", *arrays, what=what)
 
 
-def full(shape, value, dtype, like):
-    """``value`` everywhere, where ``like`` lives (filled on the device for a device ``like``)."""
+def full(shape: int | Sequence[int], value: float, dtype: DTypeLike, like: Array) -> Array:
+    """``value`` everywhere, where ``like`` lives (filled on the device for a device ``like``).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.full(2, 7, np.int64, like=np.zeros(1))
+        array([7, 7])
+    """
     K = _ops("full", like)
     return np.full(shape, value, dtype) if K is None else K.full(shape, value, dtype)
 
 
-def add(a, b, scale=None):
+def add(a: Array, b: Array, scale: float | None = None) -> Array:
     """a + b (times ``scale``, after the sum, when given): two arrays of one shape and dtype,
-    both on the host or both on the device."""
+    both on the host or both on the device.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.add(np.ones(2), np.ones(2), scale=0.5)
+        array([1., 1.])
+    """
     K = _ops("add", a, b)
     if K is None:
         s = a + b
@@ -282,20 +402,41 @@ def add(a, b, scale=None):
     return K.add(a, b, scale)
 
 
-def mul(a, scale):
-    """a * scale."""
+def mul(a: Array, scale: float) -> Array:
+    """a * scale, in a's dtype, where a lives.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.mul(np.ones(2, np.float32), 3)
+        array([3., 3.], dtype=float32)
+    """
     K = _ops("mul", a)
     return a * a.dtype.type(scale) if K is None else K.mul(a, scale)
 
 
-def concat(a, b):
-    """[a | b] along the last axis."""
+def concat(a: Array, b: Array) -> Array:
+    """[a | b] along the last axis, where they live.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.concat(np.zeros((1, 2)), np.ones((1, 1)))
+        array([[0., 0., 1.]])
+    """
     K = _ops("concat", a, b)
     return np.concatenate([a, b], axis=-1) if K is None else K.concat(a, b)
 
 
-def split(a, m):
-    """(a[..., :m], a[..., m:]), each C-contiguous."""
+def split(a: Array, m: int) -> tuple[Array, Array]:
+    """(a[..., :m], a[..., m:]), each C-contiguous, where a lives.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import device
+        >>> device.split(np.arange(3), 1)
+        (array([0]), array([1, 2]))
+    """
     K = _ops("split", a)
     if K is None:
         return np.ascontiguousarray(a[..., :m]), np.ascontiguousarray(a[..., m:])
