@@ -41,12 +41,14 @@ import os
 import sys
 import time
 import traceback
-from typing import NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import tree
 from .data import batching
+from .random import Key
 
 # variables that MPI launchers set in every process they start: MPICH/Hydra and Intel MPI
 # (PMI_*), Open MPI (OMPI_*), PMIx launchers, Slurm's srun (with an MPI plugin)
@@ -59,6 +61,9 @@ class DistributedError(ValueError):
 
 
 class World(NamedTuple):
+    """This process's place in the job: ``comm`` (mpi4py's COMM_WORLD, or None in a single
+    process), ``rank`` (0-based) and ``size`` (the number of ranks)."""
+
     comm: object        # mpi4py's COMM_WORLD, or None in a single process
     rank: int
     size: int
@@ -68,9 +73,15 @@ _world = None
 _setup_done = False
 
 
-def world():
+def world() -> World:
     """The (comm, rank, size) of this process; (None, 0, 1) unless launched under MPI with
-    more than one rank.  Computed once."""
+    more than one rank.  Computed once.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.world()                    # a plain process
+        World(comm=None, rank=0, size=1)
+    """
     global _world
     if _world is None:
         _world = World(None, 0, 1)
@@ -86,20 +97,40 @@ def world():
     return _world
 
 
-def rank():
+def rank() -> int:
+    """This process's rank: 0 in a single process, 0 .. size() - 1 under ``mpiexec -n N``.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.rank()
+        0
+    """
     return world().rank
 
 
-def size():
+def size() -> int:
+    """The number of ranks: 1 in a single process, N under ``mpiexec -n N``.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.size()
+        1
+    """
     return world().size
 
 
-def is_main():
-    """True on rank 0 (and in a single process): the rank that prints and writes files."""
+def is_main() -> bool:
+    """True on rank 0 (and in a single process): the rank that prints and writes files.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.is_main()
+        True
+    """
     return world().rank == 0
 
 
-def threads_per_rank():
+def threads_per_rank() -> int:
     """Numba threads for this rank: its bound cores if the launcher bound it to fewer than the
     machine has, else the machine's cores divided by the ranks on this node; at least 1 and at
     most NUMBA_NUM_THREADS."""
@@ -130,7 +161,7 @@ def _abort_hook(kind, value, tb):
     w.comm.Abort(1)
 
 
-def setup():
+def setup() -> World:
     """Under MPI (size > 1, once per process): pin this rank's Numba threads
     (``threads_per_rank``) and make an uncaught exception abort the job.  Returns the World."""
     global _setup_done
@@ -143,7 +174,7 @@ def setup():
     return w
 
 
-def run(main, *args):
+def run(main: Callable[..., Any], *args: Any) -> Any:
     """Run a script's ``main(*args)``.  Under MPI: ranks other than 0 print nothing to stdout
     (it goes to os.devnull; stderr stays), and a ``sys.exit`` with an error (code not 0 or
     None) ends the whole job like an exception does: its message printed once, then Abort."""
@@ -162,13 +193,14 @@ def run(main, *args):
         w.comm.Abort(e.code if isinstance(e.code, int) else 1)
 
 
-def barrier():
+def barrier() -> None:
+    """Wait until every rank gets here (MPI Barrier); returns at once in a single process."""
     comm = world().comm
     if comm is not None:
         comm.Barrier()
 
 
-def check_same(what, **values):
+def check_same(what: str, **values: Any) -> None:
     """Raise DistributedError on every rank if any rank's ``values`` (small, comparable with
     ==: ints, strings, tuples) differ from rank 0's, naming the rank, the value and both
     sides."""
@@ -184,7 +216,7 @@ def check_same(what, **values):
                     f"rank 0 has {every[0][name]!r}, rank {r} has {theirs.get(name)!r}")
 
 
-def from_main(fn, *args, **kw):
+def from_main(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """``fn(*args, **kw)`` run on rank 0 only, its result (or exception) sent to every rank:
     every rank returns the same value or raises the same exception.  For reading a checkpoint
     or a run folder that only rank 0 may see."""
@@ -203,8 +235,15 @@ def from_main(fn, *args, **kw):
     return result
 
 
-def signature(params):
-    """(name, shape, dtype) of every leaf of a param tree: what ranks compare before training."""
+def signature(params: dict) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    """(name, shape, dtype) of every leaf of a param tree: what ranks compare before training.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import distributed
+        >>> distributed.signature({"fc": {"W": np.zeros((2, 3), np.float32)}})
+        (('fc/W', (2, 3), '<f4'),)
+    """
     return tuple((k, tuple(np.shape(a)), np.asarray(a).dtype.str)
                  for k, a in tree.flatten(params).items())
 
@@ -217,7 +256,7 @@ def _groups(flat):
     return groups
 
 
-def broadcast(params, root=0):
+def broadcast(params: dict, root: int = 0) -> dict:
     """Rank ``root``'s values of a param tree on every rank (one Bcast per dtype); the ranks'
     trees must have the same names, shapes and dtypes (DistributedError otherwise).  A single
     process gets ``params`` back unchanged."""
@@ -244,7 +283,8 @@ def _unpack(buf, names, flat, out):
     return at
 
 
-def allreduce(grads, weight=1.0, extra=()):
+def allreduce(grads: dict, weight: float = 1.0,
+              extra: Sequence[float] = ()) -> tuple[dict, list[float]]:
     """The sum over ranks of ``weight * grads`` (each leaf), and the sum over ranks of the
     numbers in ``extra`` (not weighted), as one in-place Allreduce per dtype of the leaves over
     one contiguous buffer (``extra`` rides in the widest float group, or in float64 when there
@@ -252,6 +292,12 @@ def allreduce(grads, weight=1.0, extra=()):
     batch-mean gradient of one process.  Returns (tree, list of floats); leaves are views of
     the buffer.  A single process returns ``weight * grads`` (``grads`` itself for weight 1)
     and ``extra`` as floats.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import distributed
+        >>> distributed.allreduce({"W": np.ones(2)}, weight=0.5, extra=[3])  # one process
+        ({'W': array([0.5, 0.5])}, [3.0])
     """
     comm = world().comm
     if comm is None:
@@ -281,15 +327,29 @@ def allreduce(grads, weight=1.0, extra=()):
     return tree.unflatten(out), sums
 
 
-def shares(rows, n_ranks):
+def shares(rows: int, n_ranks: int) -> list[int]:
     """Rows of each rank in a batch of ``rows``: as equal as possible, the first ranks one
-    more (np.array_split's sizes)."""
+    more (np.array_split's sizes).
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.shares(10, 4)
+        [3, 3, 2, 2]
+    """
     q, r = divmod(int(rows), n_ranks)
     return [q + (i < r) for i in range(n_ranks)]
 
 
-def shard(idx, rank_=None, size_=None):
-    """This rank's contiguous part of the batch ``idx`` (see ``shares``)."""
+def shard(idx: NDArray, rank_: int | None = None, size_: int | None = None) -> NDArray:
+    """This rank's contiguous part of the batch ``idx`` (see ``shares``); ``rank_`` and
+    ``size_`` default to this process's.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import distributed
+        >>> distributed.shard(np.arange(10), rank_=1, size_=4)
+        array([3, 4, 5])
+    """
     w = world()
     rank_ = w.rank if rank_ is None else rank_
     size_ = w.size if size_ is None else size_
@@ -298,17 +358,26 @@ def shard(idx, rank_=None, size_=None):
     return idx[start:start + s[rank_]]
 
 
-def epoch_shards(key, n, batch_size, start=0, rank_=None, size_=None, drop_last=False):
+def epoch_shards(key: Key | None, n: int, batch_size: int, start: int = 0,
+                 rank_: int | None = None, size_: int | None = None,
+                 drop_last: bool = False) -> Iterator[tuple[int, NDArray]]:
     """Yield (batch_rows, my_idx) for the batches ``start``.. of the epoch whose order is
     ``data.permutation(key, n)`` (``data.batches``' order): the batch's row count and this
-    rank's indices in it."""
+    rank's indices in it.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> [(rows, idx.tolist()) for rows, idx in distributed.epoch_shards(None, 5, 4,
+        ...                                                                 rank_=0, size_=2)]
+        [(4, [0, 1]), (1, [4])]
+    """
     order = batching.permutation(key, n)
     for b in range(start, batching.n_batches(n, batch_size, drop_last)):
         idx = order[b * batch_size:(b + 1) * batch_size]
         yield len(idx), shard(idx, rank_, size_)
 
 
-def check_batch(what, batch_size):
+def check_batch(what: str, batch_size: int) -> None:
     """DistributedError if the global batch cannot give every rank at least one row."""
     n = size()
     if batch_size < n:
