@@ -57,7 +57,9 @@ _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
 
 
 class DistributedError(ValueError):
-    """A configuration the ranks cannot train with (raised on every rank alike)."""
+    """A configuration the ranks cannot train with (raised on every rank alike): ranks that
+    disagree on the data, the settings or the params, or a batch smaller than the number of
+    ranks.  The message names the rank and both values."""
 
 
 class World(NamedTuple):
@@ -133,7 +135,14 @@ def is_main() -> bool:
 def threads_per_rank() -> int:
     """Numba threads for this rank: its bound cores if the launcher bound it to fewer than the
     machine has, else the machine's cores divided by the ranks on this node; at least 1 and at
-    most NUMBA_NUM_THREADS."""
+    most NUMBA_NUM_THREADS.
+
+    Example:
+        >>> import numba
+        >>> from dlkit import distributed
+        >>> 1 <= distributed.threads_per_rank() <= numba.config.NUMBA_NUM_THREADS
+        True
+    """
     import numba
     mask = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     comm = world().comm
@@ -163,7 +172,14 @@ def _abort_hook(kind, value, tb):
 
 def setup() -> World:
     """Under MPI (size > 1, once per process): pin this rank's Numba threads
-    (``threads_per_rank``) and make an uncaught exception abort the job.  Returns the World."""
+    (``threads_per_rank``) and make an uncaught exception abort the job.  Returns the World.
+    In a single process it changes nothing.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.setup().size
+        1
+    """
     global _setup_done
     w = world()
     if w.size > 1 and not _setup_done:
@@ -177,7 +193,14 @@ def setup() -> World:
 def run(main: Callable[..., Any], *args: Any) -> Any:
     """Run a script's ``main(*args)``.  Under MPI: ranks other than 0 print nothing to stdout
     (it goes to os.devnull; stderr stays), and a ``sys.exit`` with an error (code not 0 or
-    None) ends the whole job like an exception does: its message printed once, then Abort."""
+    None) ends the whole job like an exception does: its message printed once, then Abort.
+    Returns what ``main`` returns.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.run(lambda n: n + 1, 41)     # a script ends with run(main, argv)
+        42
+    """
     w = setup()
     if w.rank:
         sys.stdout = open(os.devnull, "w")
@@ -194,7 +217,12 @@ def run(main: Callable[..., Any], *args: Any) -> Any:
 
 
 def barrier() -> None:
-    """Wait until every rank gets here (MPI Barrier); returns at once in a single process."""
+    """Wait until every rank gets here (MPI Barrier); returns at once in a single process.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.barrier()
+    """
     comm = world().comm
     if comm is not None:
         comm.Barrier()
@@ -203,7 +231,12 @@ def barrier() -> None:
 def check_same(what: str, **values: Any) -> None:
     """Raise DistributedError on every rank if any rank's ``values`` (small, comparable with
     ==: ints, strings, tuples) differ from rank 0's, naming the rank, the value and both
-    sides."""
+    sides.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.check_same("fit", batch_size=128, epochs=5)   # one process: agrees
+    """
     comm = world().comm
     if comm is None:
         return
@@ -219,7 +252,13 @@ def check_same(what: str, **values: Any) -> None:
 def from_main(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """``fn(*args, **kw)`` run on rank 0 only, its result (or exception) sent to every rank:
     every rank returns the same value or raises the same exception.  For reading a checkpoint
-    or a run folder that only rank 0 may see."""
+    or a run folder that only rank 0 may see.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.from_main(max, 3, 7)
+        7
+    """
     comm = world().comm
     if comm is None:
         return fn(*args, **kw)
@@ -259,7 +298,15 @@ def _groups(flat):
 def broadcast(params: dict, root: int = 0) -> dict:
     """Rank ``root``'s values of a param tree on every rank (one Bcast per dtype); the ranks'
     trees must have the same names, shapes and dtypes (DistributedError otherwise).  A single
-    process gets ``params`` back unchanged."""
+    process gets ``params`` back unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import distributed
+        >>> p = {"W": np.zeros(2)}
+        >>> distributed.broadcast(p) is p
+        True
+    """
     comm = world().comm
     if comm is None:
         return params
@@ -378,7 +425,12 @@ def epoch_shards(key: Key | None, n: int, batch_size: int, start: int = 0,
 
 
 def check_batch(what: str, batch_size: int) -> None:
-    """DistributedError if the global batch cannot give every rank at least one row."""
+    """DistributedError if the global batch cannot give every rank at least one row.
+
+    Example:
+        >>> from dlkit import distributed
+        >>> distributed.check_batch("fit", 1)        # one process: any batch of >= 1 row
+    """
     n = size()
     if batch_size < n:
         raise DistributedError(f"{what}: the batch size {batch_size} is smaller than the "

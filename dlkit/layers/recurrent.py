@@ -65,7 +65,27 @@ from .base import Layer
 class Padded(NamedTuple):
     """A ragged batch: values (B, T, ...) of which sequence n's lengths[n] steps are real,
     at the start (padding="post") or at the end (padding="pre") of the time axis.  values may
-    be a device array; lengths stay on the host (``dlkit.device.to_device`` keeps them there)."""
+    be a device array; lengths stay on the host (``dlkit.device.to_device`` keeps them there).
+
+    ``data.pad_sequences`` returns the values and lengths of one (with padding="pre" by
+    default).  The recurrent layers, Embedding, SpatialDropout1D and TimeDistributed accept
+    one wherever they take x.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import data, layers as L, random
+        >>> ids, lengths = data.pad_sequences([[3, 4, 5], [6]], maxlen=3)
+        >>> x = L.Padded(ids, lengths, padding="pre")
+        >>> model_emb, model_rnn = L.Embedding(10, 4), L.GRU(2)
+        >>> _, pe = model_emb.init(random.key(0), (3,))
+        >>> _, pr = model_rnn.init(random.key(1), (3, 4))
+        >>> e, _ = model_emb.forward(pe, x)            # a Padded in, a Padded out
+        >>> type(e).__name__, e.values.shape
+        ('Padded', (2, 3, 4))
+        >>> model_rnn.forward(pr, e)[0].shape         # each sequence's last real step
+        (2, 2)
+    """
+
     values: np.ndarray
     lengths: np.ndarray
     padding: str = "post"
