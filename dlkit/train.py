@@ -38,6 +38,7 @@ the device; per step the host reads back the loss, a one-byte finiteness flag of
 gradients and the outputs for the accuracy; checkpoints are written from host copies, and
 the result's params and optimizer state stay on the device.
 """
+import os
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -47,9 +48,9 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import device, distributed, losses, nn, tree
-from .optim import apply_updates
+from .optim import Optimizer, apply_updates
 from .data import batching
-from .random import fold_in
+from .random import Key, fold_in
 
 EPOCH_SALT = 1 << 20
 
@@ -157,10 +158,16 @@ _RESUME_META = ("key", "epoch", "batch", "sums", "history", "best", "since_best"
                 "batch_size", "n_train")
 
 
-def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=None,
-        loss_fn=losses.softmax_cross_entropy, prepare=None, val=None, grad_transform=None,
-        checkpoint_dir=None, checkpoint_every=None, keep=3, resume=False,
-        early_stopping=None, monitor="val_accuracy", progress=True, log=print, max_steps=None):
+def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDArray], *,
+        key: Key, epochs: int = 1, batch_size: int = 128, opt_state: dict | None = None,
+        loss_fn: Callable[[Any, Any], tuple[float, Any]] = losses.softmax_cross_entropy,
+        prepare: Callable[[NDArray], NDArray] | None = None,
+        val: tuple[NDArray, NDArray] | None = None,
+        grad_transform: Callable[[dict], dict] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+        keep: int | None = 3, resume: bool = False, early_stopping: int | None = None,
+        monitor: str = "val_accuracy", progress: bool = True,
+        log: Callable[[str], Any] = print, max_steps: int | None = None) -> FitResult:
     """Train ``model`` (a Layer) from ``params`` with optimizer ``opt`` on ``train = (X, Y)``.
 
     val: (X, Y) evaluated after each epoch.  grad_transform: fn(grads) -> grads applied before
@@ -169,6 +176,32 @@ def fit(model, params, opt, train, *, key, epochs=1, batch_size=128, opt_state=N
     newest valid checkpoint in checkpoint_dir (a fresh start if there is none).
     early_stopping: patience in epochs on ``monitor`` (higher is better for *accuracy*, lower
     for *loss*).  max_steps: stop after that many steps in total (for tests and profiling).
+
+    Shapes: X (N, ...) of any dtype that ``prepare`` turns into the model's input (float32 by
+    default, as the params), Y (N,) integer labels (or the targets ``loss_fn`` takes); params
+    and opt_state are trees of arrays (``opt.init(params)`` when opt_state is None).
+
+    Returns:
+        ``FitResult(params, opt_state, history)``.
+
+    Raises:
+        ValueError: bad settings (batch_size < 1, epochs < 0, an empty training set, X and Y
+            of different lengths), raised before any work.
+        FloatingPointError: a non-finite loss, gradient or updated param (naming the step and
+            the tensor); params and state stay those of before the step.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, nn, optim, random, train
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((256, 2)).astype(np.float32)
+        >>> Y = (X[:, 0] > 0).astype(np.int64)              # a linearly separable toy task
+        >>> model = nn.serial(("fc", L.Dense(2)))
+        >>> _, params = model.init(random.key(0), (2,))
+        >>> result = train.fit(model, params, optim.adam(0.05), (X, Y), key=random.key(1),
+        ...                    epochs=5, batch_size=32, progress=False, log=lambda msg: None)
+        >>> result.history["epoch"], result.history["accuracy"][-1] > 0.9
+        ([1, 2, 3, 4, 5], True)
     """
     X, Y = train
     if len(X) != len(Y):
