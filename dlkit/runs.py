@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 RUN_FILE = "run.json"
 RUN_ENTRIES = (RUN_FILE, "checkpoints", "pretrain", "finetune", "history.json", "config.json",
@@ -31,10 +32,13 @@ RUN_ENTRIES = (RUN_FILE, "checkpoints", "pretrain", "finetune", "history.json", 
 
 
 class RunFolderError(ValueError):
-    pass
+    """A run folder that cannot be used as asked (another run in it, a missing or foreign
+    run.json, a flag contradicting the resumed run...); the message is worded for the command
+    line and says what to do instead."""
 
 
-def setting(parser, settings, flag, default, **kw):
+def setting(parser: argparse.ArgumentParser, settings: dict[str, Any], flag: str, default: Any,
+            **kw: Any) -> None:
     """Add run-setting ``flag`` to ``parser`` (absent from args unless given) and record its
     default in ``settings`` under its dest."""
     help_text = kw.pop("help", "")
@@ -47,12 +51,20 @@ def _flag(dest):
     return "--" + dest.replace("_", "-")
 
 
-def held(out):
-    """The entries of ``out`` that belong to a run (RUN_ENTRIES present), sorted."""
+def held(out: str | os.PathLike) -> list[str]:
+    """The entries of ``out`` that belong to a run (RUN_ENTRIES present), sorted.
+
+    Example:
+        >>> import tempfile
+        >>> from dlkit import runs
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     runs.held(d)
+        []
+    """
     return sorted(n for n in RUN_ENTRIES if os.path.lexists(Path(out) / n))
 
 
-def read(folder, script):
+def read(folder: str | os.PathLike, script: str) -> dict[str, Any]:
     """The settings saved in ``folder``/run.json by ``script``; RunFolderError otherwise."""
     path = Path(folder) / RUN_FILE
     if not path.is_file() or path.is_symlink():
@@ -70,7 +82,9 @@ def read(folder, script):
     return run["settings"]
 
 
-def resolve(args, script, settings, *, default_out, changeable=()):
+def resolve(args: argparse.Namespace, script: str, settings: dict[str, Any], *,
+            default_out: str | os.PathLike | Callable[[argparse.Namespace], Any],
+            changeable: Iterable[str] = ()) -> Path:
     """Fill the run settings into ``args`` and return the run folder (see the module doc).
     ``args`` needs ``out``, ``resume`` and ``overwrite``; default_out: a path, or a function
     of the resolved args.  Under MPI: decided on rank 0, the same on every rank."""
@@ -111,7 +125,8 @@ def _resolve(args, script, settings, default_out, changeable):
     return out
 
 
-def begin(out, args, script, settings):
+def begin(out: str | os.PathLike, args: argparse.Namespace, script: str,
+          settings: dict[str, Any]) -> None:
     """Make the run folder ready just before training: remove the previous run's entries if
     ``args.overwrite``, then write run.json with the resolved settings.  Rank 0 only under
     MPI."""
