@@ -4,7 +4,11 @@
     confusion_matrix(cm, class_names, path) counts with row-normalised colours
     image_grid(images, path, cols=10)       e.g. RBM filters (k, H, W) or generated samples
 """
+import os
+from typing import Any, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _plt():
@@ -25,7 +29,10 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def learning_curves(history, path, title=""):
+def learning_curves(history: dict[str, list], path: str | os.PathLike, title: str = "") -> None:
+    """Loss and accuracy per epoch, train and (where present) validation, saved as a PNG at
+    ``path``.  ``history``: ``train.fit``'s (lists keyed "epoch", "loss", "accuracy",
+    optionally "val_loss", "val_accuracy")."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ep = history["epoch"]
@@ -42,7 +49,10 @@ def learning_curves(history, path, title=""):
     plt.close(fig)
 
 
-def confusion_matrix(cm, class_names, path, title="confusion matrix (test)"):
+def confusion_matrix(cm: ArrayLike, class_names: Sequence[Any], path: str | os.PathLike,
+                     title: str = "confusion matrix (test)") -> None:
+    """``cm[true, predicted]`` counts (C, C) (``metrics.confusion_matrix``), coloured by each
+    row's share, saved as a PNG at ``path``; ``class_names``: C labels."""
     plt = _plt()
     cm = np.asarray(cm)
     norm = cm / np.maximum(1, cm.sum(axis=1, keepdims=True))
@@ -62,7 +72,8 @@ def confusion_matrix(cm, class_names, path, title="confusion matrix (test)"):
     plt.close(fig)
 
 
-def image_grid(images, path, cols=10, title="", cmap="gray"):
+def image_grid(images: ArrayLike, path: str | os.PathLike, cols: int = 10, title: str = "",
+               cmap: str = "gray") -> None:
     """images (k, H, W); each tile scaled to its own min..max."""
     plt = _plt()
     images = np.asarray(images, dtype=np.float64)
