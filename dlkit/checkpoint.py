@@ -387,8 +387,10 @@ def save(root: str | os.PathLike, step: int, params: dict, opt_state: dict | Non
             0 or None: all.
 
     Raises:
-        ValueError: a bad step, a non-finite array, or a name that would not round-trip.
-        CheckpointError: the root cannot be written.
+        ValueError: a bad step, or a name that would not round-trip (not a str, or with "/").
+        TypeError: a leaf that is not a numeric numpy array.
+        FloatingPointError: a non-finite array (nothing is written).
+        OSError: the root cannot be created or written (the previous checkpoints stay intact).
 
     Example:
         >>> import tempfile, numpy as np
