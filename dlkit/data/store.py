@@ -23,10 +23,28 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 SYSTEM_DIR = Path("/usr/share/datasets")
+# the Debian packages that install a data set under SYSTEM_DIR/<name> (the only one so far:
+# no Debian release packages MNIST, Kuzushiji-MNIST, IMDb or Tiny Shakespeare)
+DEBIAN_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
 
 
 class DataNotFoundError(FileNotFoundError):
-    pass
+    """No verified copy of a data set could be found or downloaded.
+
+    ``str(e)`` speaks to library users (it names the ``data_dir=`` argument); the command-line
+    scripts print ``e.for_command_line`` instead, the same message naming their ``--data-dir``
+    flag.  Build one with ``DataNotFoundError.worded(make)``, where ``make(arg, given)`` returns
+    the message for ``arg`` = ``"data_dir"`` / ``"--data-dir"`` and ``given`` =
+    ``"data_dir=FOLDER"`` / ``"--data-dir FOLDER"``."""
+
+    def __init__(self, message, for_command_line=None):
+        super().__init__(message)
+        self.for_command_line = message if for_command_line is None else for_command_line
+
+    @classmethod
+    def worded(cls, make):
+        """The error with its library and command-line wordings from ``make(arg, given)``."""
+        return cls(make("data_dir", "data_dir=FOLDER"), make("--data-dir", "--data-dir FOLDER"))
 
 
 class ChecksumError(IOError):
@@ -49,9 +67,10 @@ def check_data_dir(data_dir):
     """Raise DataNotFoundError if ``data_dir`` is given but is not an existing folder (a typo
     must not silently fall back to the other places)."""
     if data_dir and not Path(data_dir).is_dir():
-        raise DataNotFoundError(f"data_dir {str(data_dir)!r} is not an existing folder; expected "
-                                "a folder holding the data set's folder, or no data_dir to "
-                                "search $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets")
+        raise DataNotFoundError.worded(
+            lambda arg, given: f"{arg} {str(data_dir)!r} is not an existing folder; expected a "
+            f"folder holding the data set's folder, or no {arg} to search $DLKIT_DATA, "
+            "~/.cache/dlkit and /usr/share/datasets")
 
 
 def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -209,9 +228,10 @@ def fetch(name: str, filename: str, *, urls: Sequence[str] = (), sha256: str | N
                 problems.append(f"download from {url} failed: {e}")
     searched = "\n  ".join(str(r / name / filename) for r in search_roots(data_dir))
     why = "\n  ".join(problems) or "no copy found and no download attempted"
-    raise DataNotFoundError(
-        f"cannot find the data file {name}/{filename}.\nSearched:\n  {searched}\n"
-        f"Problems:\n  {why}\nProvide it by setting DLKIT_DATA to a folder holding {name}/"
-        f"{filename}, by passing --data-dir, or "
-        f"by placing it in {cache_dir() / name}; on Debian, `apt-get install dataset-{name}` "
-        f"installs some data sets under {SYSTEM_DIR}.")
+    debian = (f"; on Debian and Ubuntu, `apt-get install {DEBIAN_PACKAGES[name]}` installs it "
+              f"under {SYSTEM_DIR}" if name in DEBIAN_PACKAGES else "")
+    raise DataNotFoundError.worded(
+        lambda arg, given: f"cannot find the data file {name}/{filename}.\nSearched:\n  "
+        f"{searched}\nProblems:\n  {why}\nProvide it by setting DLKIT_DATA to a folder holding "
+        f"{name}/{filename}, by passing {given} (a folder holding {name}/), or by placing it "
+        f"in {cache_dir() / name}{debian}.")

@@ -294,12 +294,12 @@ def find_imdb(data_dir=None, download_ok=True, progress=True):
             return download(IMDB_URL, dest, md5=IMDB_MD5, progress=progress)
         except Exception as e:  # noqa: BLE001 - reported below with the places searched
             problems.append(f"download from {IMDB_URL} failed: {e}")
-    raise DataNotFoundError(
-        "cannot find the IMDb reviews (aclImdb/ or aclImdb_v1.tar.gz).\nSearched:\n  "
-        + "\n  ".join(searched) + "\nProblems:\n  "
+    raise DataNotFoundError.worded(
+        lambda arg, given: "cannot find the IMDb reviews (aclImdb/ or aclImdb_v1.tar.gz)."
+        "\nSearched:\n  " + "\n  ".join(searched) + "\nProblems:\n  "
         + ("\n  ".join(problems) or "no copy found and no download attempted")
-        + "\nSet DLKIT_DATA to a folder holding aclImdb.tar.gz, pass data_dir, or put the "
-        "archive in " + str(cache_dir() / "imdb"))
+        + f"\nSet DLKIT_DATA to a folder holding aclImdb_v1.tar.gz, pass {given} (a folder "
+        "holding it), or put the archive in " + str(cache_dir() / "imdb"))
 
 
 def load_imdb(data_dir: str | os.PathLike | None = None, download_ok: bool = True,
@@ -407,14 +407,24 @@ def load_char_corpus(source: str | os.PathLike = "tinyshakespeare", val_fraction
     path = Path(source)
     if not path.is_file():
         if source not in CHAR_CORPORA:
-            raise DataNotFoundError(f"{source!r} is neither a text file nor a known corpus "
-                                    f"({sorted(CHAR_CORPORA)})")
+            what = "a folder" if path.is_dir() else "no such file"
+            known = ", ".join(sorted(CHAR_CORPORA))
+            raise DataNotFoundError(
+                f"source {str(source)!r}: {what}, and not a known corpus ({known}); pass the "
+                "path of a UTF-8 text file or a corpus name",
+                for_command_line=f"--text {source}: {what}, and not a known corpus ({known}); "
+                "give the path of a UTF-8 text file or a corpus name")
         spec = CHAR_CORPORA[source]
         path = fetch(source, spec["filename"], urls=spec["urls"], sha256=spec["sha256"],
                      data_dir=data_dir, download_ok=download_ok, progress=progress)
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
-        text = f.read().decode("utf-8")
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert "
+                         "it first, e.g. iconv -f latin1 -t utf-8") from None
     if len(text) < 2:
         raise ValueError(f"{path}: the text is too short to train on")
     return CharCorpus(text, val_fraction, source=str(path))

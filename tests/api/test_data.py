@@ -125,7 +125,7 @@ def test_lookup_order_and_missing_message(isolated, monkeypatch):
     msg = str(e.value)
     for place in (env, isolated / "cache" / "dlkit", isolated / "system"):
         assert str(place / "toy" / "other.bin") in msg
-    assert "DLKIT_DATA" in msg and "--data-dir" in msg
+    assert "DLKIT_DATA" in msg and "data_dir=FOLDER" in msg and "--data-dir" not in msg
 
 
 def test_batches_are_seeded_and_resumable():
