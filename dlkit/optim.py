@@ -53,6 +53,10 @@ class Optimizer(NamedTuple):
     name: str
     hyperparams: dict
     step: Callable = None
+    # learning_rate(step) -> the learning rate the update of that step (0-based, counted by the
+    # state's "step") uses; None where unknown.  train.fit logs it (history["lr"], CSV, and
+    # TensorBoard).
+    learning_rate: Callable = None
 
 
 # ---------------------------------------------------------------- learning-rate schedules
@@ -200,7 +204,7 @@ def _make(name, slots, kernel, hyper, lr):
         return run(grads, state, params, True)
 
     return Optimizer(init, update, name, dict(hyper, lr=lr if not callable(lr) else "schedule"),
-                     step)
+                     step, schedule)
 
 
 def apply_updates(params: Tree, updates: Tree) -> Tree:

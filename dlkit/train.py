@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import device, distributed, losses, nn, tree
+from . import device, distributed, logs, losses, nn, tree
 from .optim import Optimizer, apply_updates
 from .data import batching
 from .random import Key, fold_in
@@ -167,7 +167,9 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
         keep: int | None = 3, resume: bool = False, early_stopping: int | None = None,
         monitor: str = "val_accuracy", progress: bool = True,
-        log: Callable[[str], Any] = print, max_steps: int | None = None) -> FitResult:
+        log: Callable[[str], Any] = print, max_steps: int | None = None,
+        csv_log: str | os.PathLike | None = None,
+        tensorboard_dir: str | os.PathLike | None = None) -> FitResult:
     """Train ``model`` (a Layer) from ``params`` with optimizer ``opt`` on ``train = (X, Y)``.
 
     val: (X, Y) evaluated after each epoch.  grad_transform: fn(grads) -> grads applied before
@@ -176,6 +178,17 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     newest valid checkpoint in checkpoint_dir (a fresh start if there is none).
     early_stopping: patience in epochs on ``monitor`` (higher is better for *accuracy*, lower
     for *loss*).  max_steps: stop after that many steps in total (for tests and profiling).
+
+    Logs, written as the run goes (rank 0 only under MPI): ``log`` gets a line per epoch and,
+    once the first steps have been timed, the run's expected duration when it is over 30 s.
+    ``csv_log``: a path; a CSV with one row per epoch, flushed as each epoch ends, columns
+    epoch, loss, accuracy, [val_loss, val_accuracy,] [lr,] seconds (lr: the learning rate of
+    the epoch's last step, where the optimizer tells it); on resume it is rewritten from the
+    checkpoint's history first.  ``tensorboard_dir``: a folder for TensorBoard scalars
+    (tensorboardX, the ``tensorboard`` extra; ImportError before any step without it):
+    ``step/loss``, ``step/accuracy``, ``step/lr`` and ``step/seconds`` every step and
+    ``epoch/*`` (the CSV's values) every epoch, all against the global step.  The history
+    (``result.history``) has the CSV's columns as lists, ``lr`` always (None where unknown).
 
     Shapes: X (N, ...) of any dtype that ``prepare`` turns into the model's input (float32 by
     default, as the params), Y (N,) integer labels (or the targets ``loss_fn`` takes); params
@@ -220,7 +233,7 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         log = log if world.rank == 0 else (lambda msg: None)
         progress = progress and world.rank == 0
     n_per_epoch = batching.n_batches(len(X), batch_size)
-    history = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+    history = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
                                "seconds")}
     step = epoch = start_batch = 0
     sums = [0.0, 0, 0]                      # loss * n, correct, n  of the current epoch
@@ -250,7 +263,16 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
             params, opt_state, step = c.params, c.opt_state, c.step
             epoch, start_batch, sums = m["epoch"], m["batch"], m["sums"]
             history, best, since_best = m["history"], m["best"], m["since_best"]
+            history.setdefault("lr", [None] * len(history["epoch"]))   # older checkpoints
             log(f"resumed from {c.path} (step {step}, epoch {epoch + 1}, batch {start_batch})")
+    lr_of = _learning_rate_of(opt, opt_state, step)
+    csv, board = _open_logs(csv_log if world.rank == 0 else None,
+                            tensorboard_dir if world.rank == 0 else None, history,
+                            val is not None, lr_of is not None, step)
+    to_go = epochs * n_per_epoch - step if max_steps is None else \
+        min(epochs * n_per_epoch, max_steps) - step
+    eta = logs.Estimate(to_go, None, what=f"{epochs - epoch} of {epochs} epochs, {to_go} steps",
+                        extra=", plus validation" if val is not None else "")
 
     def save():
         if checkpoint_dir and world.rank == 0:
@@ -262,81 +284,134 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
             ckpt.save(checkpoint_dir, step, device.to_host(params), device.to_host(opt_state),
                       keep=keep, meta=meta)
 
-    stop = False
-    while epoch < epochs and not stop:
-        t0 = time.perf_counter()
-        order_key = fold_in(key, EPOCH_SALT + epoch)
-        bar = tqdm(total=n_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False, mininterval=0.5)
-        for rows, mine in distributed.epoch_shards(order_key, len(X), batch_size,
-                                                   start=start_batch):
-            xb, yb = X[mine], Y[mine]
-            if len(mine):
-                x = prepare(xb) if prepare else xb
-                yd = yb
-                if on_dev:
-                    x, yd = device.to_device((x, yb))
-                step_key = fold_in(key, step) if world.size == 1 else \
-                    fold_in(fold_in(key, step), world.rank)
-                loss, out, grads = step_fn(params, x, yd, key=step_key)
-                correct = int(np.sum(predictions(device.to_host(out))
-                                     == np.asarray(yb).reshape(-1)))
-            else:       # a last batch with fewer rows than ranks: this rank adds nothing
-                loss, correct, grads = 0.0, 0, tree.map(np.zeros_like, params)
-            if world.size > 1:
-                grads, (loss_sum, correct) = distributed.allreduce(
-                    grads, len(mine) / rows, extra=[loss * len(mine), correct])
-                loss, correct = loss_sum / rows, int(round(correct))
-            _check_finite(loss, grads, step, epoch, start_batch)
-            if grad_transform is not None:
-                grads = grad_transform(grads)
-            if opt.step is not None:
-                new_params, new_state = opt.step(grads, opt_state, params)
-            else:
-                updates, new_state = opt.update(grads, opt_state, params)
-                new_params = apply_updates(params, updates)
-            _check_updated(new_params, step, epoch, start_batch)
-            params, opt_state = new_params, new_state
-            step += 1
-            start_batch += 1
-            sums = [sums[0] + loss * rows, sums[1] + correct, sums[2] + rows]
-            bar.update(1)
-            if start_batch % 20 == 0:
-                bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}", acc=f"{sums[1] / sums[2]:.4f}",
-                                refresh=False)
-            if checkpoint_every and step % checkpoint_every == 0 and start_batch < n_per_epoch:
-                save()
-            if max_steps is not None and step >= max_steps:
-                stop = True
+    try:
+        stop = False
+        lr = None
+        while epoch < epochs and not stop:
+            t0 = time.perf_counter()
+            order_key = fold_in(key, EPOCH_SALT + epoch)
+            bar = tqdm(total=n_per_epoch, initial=start_batch,
+                       desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False,
+                       mininterval=0.5)
+            for rows, mine in distributed.epoch_shards(order_key, len(X), batch_size,
+                                                       start=start_batch):
+                t_step = time.perf_counter()
+                xb, yb = X[mine], Y[mine]
+                if len(mine):
+                    x = prepare(xb) if prepare else xb
+                    yd = yb
+                    if on_dev:
+                        x, yd = device.to_device((x, yb))
+                    step_key = fold_in(key, step) if world.size == 1 else \
+                        fold_in(fold_in(key, step), world.rank)
+                    loss, out, grads = step_fn(params, x, yd, key=step_key)
+                    correct = int(np.sum(predictions(device.to_host(out))
+                                         == np.asarray(yb).reshape(-1)))
+                else:       # a last batch with fewer rows than ranks: this rank adds nothing
+                    loss, correct, grads = 0.0, 0, tree.map(np.zeros_like, params)
+                if world.size > 1:
+                    grads, (loss_sum, correct) = distributed.allreduce(
+                        grads, len(mine) / rows, extra=[loss * len(mine), correct])
+                    loss, correct = loss_sum / rows, int(round(correct))
+                _check_finite(loss, grads, step, epoch, start_batch)
+                if grad_transform is not None:
+                    grads = grad_transform(grads)
+                if opt.step is not None:
+                    new_params, new_state = opt.step(grads, opt_state, params)
+                else:
+                    updates, new_state = opt.update(grads, opt_state, params)
+                    new_params = apply_updates(params, updates)
+                _check_updated(new_params, step, epoch, start_batch)
+                params, opt_state = new_params, new_state
+                if lr_of is not None:
+                    lr = lr_of(step)
+                if board is not None:
+                    board.scalars(step + 1, **{
+                        "step/loss": loss, "step/accuracy": correct / rows, "step/lr": lr,
+                        "step/seconds": time.perf_counter() - t_step})
+                said = eta.step()
+                if said:
+                    with bar.external_write_mode():     # above the bar, not inside it
+                        log(said)
+                step += 1
+                start_batch += 1
+                sums = [sums[0] + loss * rows, sums[1] + correct, sums[2] + rows]
+                bar.update(1)
+                if start_batch % 20 == 0:
+                    bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}",
+                                    acc=f"{sums[1] / sums[2]:.4f}", refresh=False)
+                if checkpoint_every and step % checkpoint_every == 0 \
+                        and start_batch < n_per_epoch:
+                    save()
+                if max_steps is not None and step >= max_steps:
+                    stop = True
+                    break
+            bar.close()
+            if stop and start_batch < n_per_epoch:
                 break
-        bar.close()
-        if stop and start_batch < n_per_epoch:
-            break
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(sums[0] / max(1, sums[2]))
-        history["accuracy"].append(sums[1] / max(1, sums[2]))
-        if val is not None:
-            vl, va, _ = evaluate(model, params, *val, loss_fn=loss_fn, prepare=prepare)
-        else:
-            vl = va = None
-        history["val_loss"].append(vl)
-        history["val_accuracy"].append(va)
-        history["seconds"].append(time.perf_counter() - t0)
-        msg = (f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f} "
-               f"acc {history['accuracy'][-1]:.4f}")
-        if val is not None:
-            msg += f" | val loss {vl:.4f} acc {va:.4f}"
-        log(msg + f" | {history['seconds'][-1]:.2f} s")
-        epoch, start_batch, sums = epoch + 1, 0, [0.0, 0, 0]
-        if early_stopping is not None and history[monitor][-1] is not None:
-            value = history[monitor][-1]
-            better = best is None or (value > best if "acc" in monitor else value < best)
-            best, since_best = (value, 0) if better else (best, since_best + 1)
-            if since_best >= early_stopping:
-                log(f"early stopping: {monitor} has not improved for {early_stopping} epochs")
-                stop = True
-        save()
-    return FitResult(params, opt_state, history)
+            history["epoch"].append(epoch + 1)
+            history["loss"].append(sums[0] / max(1, sums[2]))
+            history["accuracy"].append(sums[1] / max(1, sums[2]))
+            if val is not None:
+                vl, va, _ = evaluate(model, params, *val, loss_fn=loss_fn, prepare=prepare)
+            else:
+                vl = va = None
+            history["val_loss"].append(vl)
+            history["val_accuracy"].append(va)
+            history["lr"].append(lr)
+            history["seconds"].append(time.perf_counter() - t0)
+            row = {k: v[-1] for k, v in history.items()}
+            if csv is not None:
+                csv.write(row)
+            if board is not None:
+                board.scalars(step, **{f"epoch/{k}": v for k, v in row.items() if k != "epoch"})
+                board.flush()
+            msg = (f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f} "
+                   f"acc {history['accuracy'][-1]:.4f}")
+            if val is not None:
+                msg += f" | val loss {vl:.4f} acc {va:.4f}"
+            log(msg + f" | {history['seconds'][-1]:.2f} s")
+            epoch, start_batch, sums = epoch + 1, 0, [0.0, 0, 0]
+            if early_stopping is not None and history[monitor][-1] is not None:
+                value = history[monitor][-1]
+                better = best is None or (value > best if "acc" in monitor else value < best)
+                best, since_best = (value, 0) if better else (best, since_best + 1)
+                if since_best >= early_stopping:
+                    log(f"early stopping: {monitor} has not improved for {early_stopping} "
+                        "epochs")
+                    stop = True
+            save()
+        return FitResult(params, opt_state, history)
+    finally:
+        for w in (csv, board):
+            if w is not None:
+                w.close()
+
+
+def _learning_rate_of(opt, opt_state, step):
+    """fn(fit's step) -> the learning rate of that step's update, or None if ``opt`` does not
+    say (an Optimizer without learning_rate, or a state without a step count)."""
+    schedule = getattr(opt, "learning_rate", None)
+    if schedule is None:
+        return None
+    try:
+        offset = int(device.to_host(opt_state["step"])) - step
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    return lambda s: float(schedule(s + offset))
+
+
+def _open_logs(csv_log, tensorboard_dir, history, with_val, with_lr, step):
+    columns = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if with_val else []) \
+        + (["lr"] if with_lr else []) + ["seconds"]
+    board = None
+    if tensorboard_dir is not None:
+        board = logs.TensorBoardLog(tensorboard_dir, purge_step=step or None)
+    csv = None
+    if csv_log is not None:
+        rows = [{k: history[k][i] for k in columns} for i in range(len(history["epoch"]))]
+        csv = logs.CSVLog(csv_log, columns, rows)
+    return csv, board
 
 
 def _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev):

@@ -158,7 +158,8 @@ def test_fit_learns_and_early_stops():
     h = res.history
     assert h["accuracy"][-1] > 0.9 and len(h["epoch"]) < 40
     assert any("early stopping" in m for m in logs)
-    assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    assert h["lr"] == [pytest.approx(3e-2)] * len(h["epoch"])
 
 
 def test_missing_data_stops_with_the_places_searched(tmp_path, monkeypatch, capsys):
