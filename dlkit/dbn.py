@@ -31,7 +31,7 @@ uploaded once, every layer's data stays on the device, ``transform`` and ``gener
 device arrays, and ``to_mlp`` returns device params (the fc layers share the RBMs' device
 arrays, which nothing updates in place; "out" is initialised on the host and uploaded).
 """
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeAlias
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -41,7 +41,7 @@ from . import device, nn, rbm
 from . import layers as L
 from .random import Key, fold_in, generator
 
-Stack = list[dict[str, Any]]
+Stack: TypeAlias = list[dict[str, Any]]
 """A DBN: a list of RBM param dicts (``dlkit.rbm.Params``), bottom layer first."""
 
 

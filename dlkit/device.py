@@ -37,12 +37,12 @@ import importlib
 import os
 import threading
 from types import ModuleType
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeAlias
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-Array = Any
+Array: TypeAlias = Any
 """A numpy array or a numba CUDA device array (numba ships no type information for the latter,
 so the API's hints say ``Any`` where either is accepted)."""
 

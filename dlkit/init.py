@@ -12,14 +12,14 @@ fan_out = C_out*KH*KW.  Look one up by name with ``get("he_uniform")``.
     lecun_normal    N(0, 1 / fan_in)
     orthogonal      a (semi-)orthogonal matrix, for recurrent weights (2-D shapes)
 """
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeAlias
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from .random import Key, generator
 
-Initializer = Callable[..., NDArray]
+Initializer: TypeAlias = Callable[..., NDArray]
 """``fn(key, shape, dtype=np.float32) -> ndarray``, the signature every initialiser has."""
 
 

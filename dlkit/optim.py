@@ -17,14 +17,14 @@ backend follows the arrays); the step counter stays a host scalar, so an update 
 copies.
 """
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeAlias
 
 import numpy as np
 
 from . import device, tree
 from .tree import Tree
 
-Schedule = Callable[[int], float]
+Schedule: TypeAlias = Callable[[int], float]
 """A learning-rate schedule: ``fn(step) -> lr``, step = the number of updates done so far."""
 
 

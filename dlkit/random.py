@@ -15,14 +15,14 @@ per step); ``generator`` seeds PCG64 through SeedSequence.
     uniform(key, shape, dtype=float32) -> floats in [0, 1) (the same SplitMix64 kernel family,
                             parallel; what the RBM's Gibbs samplers consume)
 """
-from typing import Sequence
+from typing import Sequence, TypeAlias
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from . import device
 
-Key = tuple[int, int]
+Key: TypeAlias = tuple[int, int]
 """A key: a tuple of two ints in ``[0, 2**32)``, made by ``key(seed)``."""
 
 _SPLIT, _FOLD = 0x5B17, 0xF01D

@@ -57,7 +57,7 @@ read-back, and raises the CPU's error; ``cd_grads`` reads the per-row reconstruc
 back for its stats (CD).  Results stay on the device.
 """
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -66,7 +66,7 @@ from . import _check as chk
 from . import device, distributed, optim, tree
 from .random import Key, fold_in, generator, uniform
 
-Params = dict[str, Any]
+Params: TypeAlias = dict[str, Any]
 """RBM params: ``{"W": (n_visible, n_hidden), "vbias": (n_visible,), "hbias": (n_hidden,)}``,
 float32 or float64 numpy arrays (or CUDA device arrays)."""
 

@@ -11,11 +11,11 @@
 """
 import builtins
 import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import numpy as np
 
-Tree = dict[str, Any]
+Tree: TypeAlias = dict[str, Any]
 """A parameter tree: a dict whose values are arrays or, recursively, such dicts."""
 
 SEP = "/"

@@ -8,7 +8,7 @@ rate it starts from (decayed by a cosine schedule over the run) and the batch si
 5 epochs on Fashion-MNIST (seed 0): 90.16% at batch 128 / 1e-3, 90.48% at 128 / 2e-3,
 91.08% at 64 / 1e-3, 91.38% at 64 / 2e-3.
 """
-from typing import Callable
+from typing import Callable, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +17,7 @@ from . import layers as L
 from . import nn
 from .layers.base import Layer
 
-ZooModel = tuple[Layer, Callable[[NDArray[np.uint8]], NDArray[np.float32]], tuple[int, ...]]
+ZooModel: TypeAlias = tuple[Layer, Callable[[NDArray[np.uint8]], NDArray[np.float32]], tuple[int, ...]]
 """``(model, prepare, in_shape)``: what every entry of ``MODELS`` returns."""
 
 

@@ -11,6 +11,7 @@ tests/test_api_docs.py builds the reference, fails on any warning pdoc emits, an
 every public name (``public_api()`` below) has a docstring of its own and appears in the HTML.
 """
 import argparse
+import contextlib
 import importlib
 import inspect
 import os
@@ -58,6 +59,76 @@ def own_doc(obj):
     return inspect.cleandoc(obj.__doc__ or "")
 
 
+def short_annotation(t, fallback):
+    """An annotation as a reader wrote it: ``ArrayLike``, ``NDArray[np.floating]``,
+    ``str | None``, instead of the expansion Python prints for numpy's aliases (a 400-character
+    ``Union[numpy._typing._array_like._Buffer, ...]``).  dlkit's own classes keep their full
+    name, which pdoc turns into a link; anything else goes to ``fallback``."""
+    import collections.abc
+    import types
+    import typing
+
+    import numpy as np
+    import numpy.typing as npt
+
+    def fmt(t):
+        if t is npt.ArrayLike:
+            return "ArrayLike"
+        if t is npt.DTypeLike:
+            return "DTypeLike"
+        if t is type(None) or t is None:
+            return "None"
+        if t is typing.Any:
+            return "Any"
+        if t is Ellipsis:
+            return "..."
+        if isinstance(t, str):
+            return t
+        if isinstance(t, list):                          # Callable's parameter list
+            return "[" + ", ".join(fmt(a) for a in t) + "]"
+        origin, args = typing.get_origin(t), typing.get_args(t)
+        if origin is np.ndarray:
+            dtype_args = typing.get_args(args[1]) if len(args) > 1 else ()
+            inner = dtype_args[0] if dtype_args else typing.Any
+            generic = inner is typing.Any or isinstance(inner, typing.TypeVar)
+            return "NDArray" if generic else f"NDArray[{fmt(inner)}]"
+        if origin in (typing.Union, types.UnionType):
+            return " | ".join(fmt(a) for a in args)
+        if origin is not None:
+            name = "Callable" if origin is collections.abc.Callable else \
+                getattr(origin, "__name__", None) or fallback(t)
+            return f"{name}[{', '.join(fmt(a) for a in args)}]" if args else name
+        if isinstance(t, type):
+            if t.__module__ == "builtins":
+                return t.__qualname__
+            if t.__module__.startswith("numpy"):
+                return f"np.{t.__name__}"
+            return f"{t.__module__}.{t.__qualname__}"
+        return fallback(t)
+
+    try:
+        return fmt(t)
+    except Exception:  # noqa: BLE001 - never let cosmetics break the build
+        return fallback(t)
+
+
+@contextlib.contextmanager
+def _short_annotations():
+    """While pdoc renders: signatures show annotations through ``short_annotation``."""
+    import pdoc.doc
+
+    originals = inspect.formatannotation, pdoc.doc.formatannotation
+    orig = originals[0]
+
+    def patched(annotation, base_module=None):
+        return short_annotation(annotation, lambda a: orig(a, base_module))
+    inspect.formatannotation = pdoc.doc.formatannotation = patched
+    try:
+        yield
+    finally:
+        inspect.formatannotation, pdoc.doc.formatannotation = originals
+
+
 def build(output_dir=ROOT / "build" / "api"):
     """Render the reference into ``output_dir``; returns the warnings raised while building it
     by pdoc itself (a docstring or annotation it cannot process, a module it cannot import...)
@@ -70,9 +141,9 @@ def build(output_dir=ROOT / "build" / "api"):
     pdoc.render.configure(docformat="google", show_source=True, search=True,
                           footer_text="dlkit API reference")
     output_dir = Path(output_dir)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _short_annotations():
         warnings.simplefilter("always")
-        pdoc.pdoc("dlkit", output_directory=output_dir)
+        pdoc.pdoc("dlkit", r"!dlkit(\.\w+)*\._", output_directory=output_dir)   # no _private
     ours = tuple(str(p) + os.sep for p in (Path(pdoc.__file__).resolve().parent,
                                             ROOT / "dlkit", ROOT / "kernels"))
     found = []

@@ -36,6 +36,8 @@ numba CUDA device arrays (C-contiguous) kernels.cuda.conv / .pool, with no host 
 and params on the host and raises ValueError/TypeError saying what was expected and what was
 received before any kernel runs.
 """
+from typing import TypeAlias
+
 import numpy as np
 
 from kernels.cpu import conv as KC
@@ -47,7 +49,7 @@ from ..random import split
 from ..init import Initializer
 from .base import Layer
 
-Size = int | tuple[int, int]
+Size: TypeAlias = int | tuple[int, int]
 """An int, or an ``(h, w)`` pair."""
 
 _ACTS = {None: KC.ACT_NONE, "linear": KC.ACT_NONE, "relu": KC.ACT_RELU,
