@@ -9,9 +9,3 @@ from .store import (ChecksumError, DataNotFoundError, cache_dir, download, fetch
                     search_roots, verify)
 from .text import (CharCorpus, Vocabulary, load_char_corpus, load_imdb,  # noqa: F401
                    pad_sequences, random_windows, sequential_windows, tokenize)
-
-# what the API reference lists on this page (and ``from ... import *`` gives)
-__all__ = ["batches", "n_batches", "permutation", "train_val_split", "CLASS_NAMES", "load_mnist",
-           "read_idx", "ChecksumError", "DataNotFoundError", "cache_dir", "download", "fetch",
-           "search_roots", "verify", "CharCorpus", "Vocabulary", "load_char_corpus", "load_imdb",
-           "pad_sequences", "random_windows", "sequential_windows", "tokenize"]

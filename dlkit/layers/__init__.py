@@ -7,9 +7,3 @@ from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: F401
 from .recurrent import (GRU, LSTM, Bidirectional, Padded, SimpleRNN,  # noqa: F401
                         TimeDistributed)
 from .embedding import Embedding, SpatialDropout1D  # noqa: F401
-
-# what the API reference lists on this page (and ``from ... import *`` gives)
-__all__ = ["Layer", "Dense", "Dropout", "Flatten", "LeakyRelu", "LogSoftmax", "Relu", "Sigmoid",
-           "Softmax", "Tanh", "AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D", "GRU", "LSTM",
-           "Bidirectional", "Padded", "SimpleRNN", "TimeDistributed", "Embedding",
-           "SpatialDropout1D"]
