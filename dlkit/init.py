@@ -44,40 +44,12 @@ def fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def zeros(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """An array of zeros (``key`` is unused; kept for the common signature).
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> init.zeros(random.key(0), (2,))
-        array([0., 0.], dtype=float32)
-    """
+    """An array of zeros (``key`` is unused; kept for the common signature)."""
     return np.zeros(shape, dtype)
 
 
 def ones(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """An array of ones (``key`` is unused; kept for the common signature).
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> init.ones(random.key(0), (2,))
-        array([1., 1.], dtype=float32)
-    """
+    """An array of ones (``key`` is unused; kept for the common signature)."""
     return np.ones(shape, dtype)
 
 
@@ -91,114 +63,29 @@ def _normal(key, shape, dtype, std):
 
 def glorot_uniform(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
     """Glorot/Xavier uniform: U(-a, a) with ``a = sqrt(6 / (fan_in + fan_out))`` (Keras'
-    Dense default).
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> W = init.glorot_uniform(random.key(0), (784, 128))
-        >>> W.shape, W.dtype
-        ((784, 128), dtype('float32'))
-        >>> bool((W == init.glorot_uniform(random.key(0), (784, 128))).all())   # same key, same W
-        True
-    """
+    Dense default)."""
     fi, fo = fans(shape)
     return _uniform(key, shape, dtype, np.sqrt(6.0 / (fi + fo)))
 
 
 def glorot_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out)).
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> W = init.glorot_normal(random.key(0), (784, 128))
-        >>> W.shape, W.dtype
-        ((784, 128), dtype('float32'))
-        >>> bool((W == init.glorot_normal(random.key(0), (784, 128))).all())   # same key, same W
-        True
-    """
+    """Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out))."""
     fi, fo = fans(shape)
     return _normal(key, shape, dtype, np.sqrt(2.0 / (fi + fo)))
 
 
 def he_uniform(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """He/Kaiming uniform: U(-a, a) with ``a = sqrt(6 / fan_in)``, for ReLU layers.
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> W = init.he_uniform(random.key(0), (784, 128))
-        >>> W.shape, W.dtype
-        ((784, 128), dtype('float32'))
-        >>> bool((W == init.he_uniform(random.key(0), (784, 128))).all())   # same key, same W
-        True
-    """
+    """He/Kaiming uniform: U(-a, a) with ``a = sqrt(6 / fan_in)``, for ReLU layers."""
     return _uniform(key, shape, dtype, np.sqrt(6.0 / fans(shape)[0]))
 
 
 def he_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """He/Kaiming normal: N(0, 2 / fan_in), for ReLU layers.
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> W = init.he_normal(random.key(0), (784, 128))
-        >>> W.shape, W.dtype
-        ((784, 128), dtype('float32'))
-        >>> bool((W == init.he_normal(random.key(0), (784, 128))).all())   # same key, same W
-        True
-    """
+    """He/Kaiming normal: N(0, 2 / fan_in), for ReLU layers."""
     return _normal(key, shape, dtype, np.sqrt(2.0 / fans(shape)[0]))
 
 
 def lecun_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
-    """LeCun normal: N(0, 1 / fan_in).
-
-    Args:
-        key: a ``dlkit.random`` key; the same key gives the same array.
-        shape: the array's shape (see ``fans`` for how the fans are read from it).
-        dtype: a floating dtype, float32 by default.
-
-    Returns:
-        A new array of ``shape`` and ``dtype``.
-
-    Example:
-        >>> from dlkit import init, random
-        >>> W = init.lecun_normal(random.key(0), (784, 128))
-        >>> W.shape, W.dtype
-        ((784, 128), dtype('float32'))
-        >>> bool((W == init.lecun_normal(random.key(0), (784, 128))).all())   # same key, same W
-        True
-    """
+    """LeCun normal: N(0, 1 / fan_in)."""
     return _normal(key, shape, dtype, np.sqrt(1.0 / fans(shape)[0]))
 
 
@@ -238,6 +125,32 @@ def orthogonal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32,
     q = q if rows >= cols else q.T
     return (gain * q[:rows, :cols]).astype(dtype)
 
+
+# the sections every initialiser's docstring shares, written once
+_SECTIONS = """
+
+    Args:
+        key: a ``dlkit.random`` key; the same key gives the same array.
+        shape: the array's shape (see ``fans`` for how the fans are read from it).
+        dtype: a floating dtype, float32 by default.
+
+    Returns:
+        A new array of ``shape`` and ``dtype``.
+
+    Example:
+        >>> from dlkit import init, random
+"""
+for _f, _v in ((zeros, 0), (ones, 1)):
+    _f.__doc__ += _SECTIONS + f"""        >>> init.{_f.__name__}(random.key(0), (2,))
+        array([{_v}., {_v}.], dtype=float32)
+    """
+for _f in (glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_normal):
+    _f.__doc__ += _SECTIONS + f"""        >>> W = init.{_f.__name__}(random.key(0), (784, 128))
+        >>> W.shape, W.dtype
+        ((784, 128), dtype('float32'))
+        >>> bool((W == init.{_f.__name__}(random.key(0), (784, 128))).all())   # same key, same W
+        True
+    """
 
 _ALL = {f.__name__: f for f in (zeros, ones, glorot_uniform, glorot_normal, he_uniform,
                                 he_normal, lecun_normal, orthogonal)}
