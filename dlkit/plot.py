@@ -10,6 +10,8 @@ object-oriented API (``Figure`` objects, never ``pyplot``), so dlkit neither pic
 matplotlib's backend: the functions work on a headless server, and in a notebook a returned
 Figure displays inline like any other.
 """
+from __future__ import annotations
+
 import os
 import textwrap
 from typing import TYPE_CHECKING, Any, Sequence
@@ -41,8 +43,8 @@ def _save(fig, path):
 
 def _wrap(title, fig):
     """``title`` wrapped to the figure's width (about 13 characters an inch at 10 pt)."""
-    return "\n".join(textwrap.wrap(title, max(20, int(fig.get_figwidth() * 13)))) if title \
-        else ""
+    width = max(20, int(fig.get_figwidth() * 13))
+    return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False))
 
 
 def _integer_epochs(ax, epochs):
@@ -82,7 +84,8 @@ def learning_curves(history: dict[str, list], path: str | os.PathLike | None = N
             ax.plot(ep, [np.nan if v is None else v for v in history["lr"]], color="tab:gray",
                     **marker)
             ax.set_ylabel("learning rate (last step of the epoch)")
-            ax.set_ylim(bottom=0)
+            top = max([v for v in history["lr"] if v is not None] + [0.0]) or 1.0
+            ax.set_ylim(-0.04 * top, 1.06 * top)    # 0 shown, a marker at 0 not cut in half
         else:
             ax.plot(ep, history[key], label="train", **marker)
             val = history.get("val_" + key, [])
@@ -135,9 +138,11 @@ def confusion_matrix(cm: ArrayLike, class_names: Sequence[Any],
 
 
 def image_grid(images: ArrayLike, path: str | os.PathLike | None = None, cols: int = 10,
-               title: str = "", cmap: str = "gray") -> "Figure":
-    """``images`` (k, H, W) as one mosaic, ``cols`` tiles a row, each tile scaled to its own
-    min..max and framed by a one-pixel white gap; the title sits right above it."""
+               title: str = "", cmap: str = "gray",
+               value_range: tuple[float, float] | None = None) -> "Figure":
+    """``images`` (k, H, W) as one mosaic, ``cols`` tiles a row, framed by one-pixel white
+    gaps; the title sits right above it.  Each tile is scaled to its own min..max (filters),
+    or all to ``value_range`` when given (e.g. (0, 1) for probabilities)."""
     images = np.asarray(images, dtype=np.float64)
     if images.ndim != 3 or len(images) == 0:
         raise ValueError(f"image_grid: expected images of shape (k, H, W) with k >= 1, got "
@@ -146,9 +151,12 @@ def image_grid(images: ArrayLike, path: str | os.PathLike | None = None, cols: i
     cols = max(1, min(cols, k))
     rows = -(-k // cols)
     mosaic = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1))
-    lo = images.min(axis=(1, 2), keepdims=True)
-    hi = images.max(axis=(1, 2), keepdims=True)
-    tiles = (images - lo) / np.maximum(hi - lo, 1e-12)
+    if value_range is None:
+        lo = images.min(axis=(1, 2), keepdims=True)
+        hi = images.max(axis=(1, 2), keepdims=True)
+    else:
+        lo, hi = value_range
+    tiles = np.clip((images - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
     for i in range(k):
         r, c = divmod(i, cols)
         mosaic[1 + r * (h + 1):(r + 1) * (h + 1), 1 + c * (w + 1):(c + 1) * (w + 1)] = tiles[i]

@@ -74,3 +74,12 @@ def test_image_grid_has_no_blank_band_under_its_title(tmp_path):
     assert gaps.max() < 20, (gaps.max(), rgb.shape)
     with pytest.raises(ValueError, match=r"expected images of shape \(k, H, W\)"):
         plot.image_grid(np.zeros((3, 4)))
+
+def test_image_grid_scales_each_tile_or_all_to_a_given_range():
+    images = np.stack([np.full((4, 4), 0.25), np.linspace(0, 0.5, 16).reshape(4, 4)])
+    tile = (slice(1, 5), slice(1, 5))                   # the first tile inside its frame
+    fixed = plot.image_grid(images, value_range=(0, 1)).axes[0].images[0].get_array()
+    assert np.allclose(fixed[tile], 0.25)               # probabilities shown as they are
+    own = plot.image_grid(images).axes[0].images[0].get_array()
+    assert np.allclose(own[tile], 0.0)                  # a flat tile scaled to its own range
+    assert own[1:5, 6:10].min() == 0 and own[1:5, 6:10].max() == 1
