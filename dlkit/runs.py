@@ -9,6 +9,8 @@
 
 A run setting (model, data set, sizes, batch size, schedule, seed, ...) is declared with
 ``default=SUPPRESS``, so a flag not given is absent from ``args``.  ``resolve`` fills it in:
+from __future__ import annotations
+
 from the run's ``run.json`` with ``--resume DIR`` (a given flag that contradicts the run is an
 error unless the setting is ``changeable``, like a number of epochs to extend a run by), else
 from the default.  A fresh run refuses a folder that holds another run unless ``--overwrite``,
@@ -26,9 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 RUN_FILE = "run.json"
-RUN_ENTRIES = (RUN_FILE, "checkpoints", "pretrain", "finetune", "history.json", "config.json",
-               "vocab.json", "learning_curve.png", "confusion_matrix.png", "filters.png",
-               "samples.png")
+RUN_ENTRIES = (RUN_FILE, "checkpoints", "pretrain", "finetune", "history.json", "history.csv",
+               "tensorboard", "config.json", "vocab.json", "learning_curve.png",
+               "confusion_matrix.png", "filters.png", "samples.png")
 
 
 class RunFolderError(ValueError):
@@ -38,13 +40,97 @@ class RunFolderError(ValueError):
 
 
 def setting(parser: argparse.ArgumentParser, settings: dict[str, Any], flag: str, default: Any,
-            **kw: Any) -> None:
+            *, default_text: str | None = None, **kw: Any) -> None:
     """Add run-setting ``flag`` to ``parser`` (absent from args unless given) and record its
-    default in ``settings`` under its dest."""
+    default in ``settings`` under its dest.  Its help ends with the default, once:
+    ``default_text`` if given (e.g. "per model: mlp 2e-3, ..." for a default of None that the
+    script fills in), else "off" for a switch, else the value."""
     help_text = kw.pop("help", "")
+    shown = default_text if default_text is not None else (
+        "off" if default is False else default)
     action = parser.add_argument(flag, default=argparse.SUPPRESS, help=(
-        help_text + f" (default: {default}; with --resume: the run's)").strip(), **kw)
+        help_text + f" (default: {shown}; with --resume: the run's)").strip(), **kw)
     settings[action.dest] = default
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that states each option's default exactly once: "(default: X)" is added after an
+    option's help unless the help already names its default (the run settings of ``setting``
+    do), the option is a switch (off unless given) or its default is None (the help then says
+    what happens without it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or any(action.default is d for d in (None, False, argparse.SUPPRESS))):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+def _number(text, kind, what, ok):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (else argparse's usage error, naming the flag)."""
+    return _number(text, int, "a positive integer", lambda v: v >= 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    return _number(text, float, "a number > 0", lambda v: 0 < v < float("inf"))
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    return _number(text, float, "a number >= 0", lambda v: 0 <= v < float("inf"))
+
+
+def fraction(text: str) -> float:
+    """argparse type: a float in [0, 1)."""
+    return _number(text, float, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def output_flags(parser: argparse.ArgumentParser, *, data: str, default_out: str,
+                 what: str = "") -> None:
+    """Add the flags every training script shares: --data-dir (a folder holding ``data``),
+    --out (``default_out`` shown as its default) and --tensorboard (scalars ``what`` into
+    --out/tensorboard)."""
+    parser.add_argument("--data-dir", default=None,
+                        help=f"folder holding {data}, searched before $DLKIT_DATA, "
+                             "~/.cache/dlkit and /usr/share/datasets")
+    parser.add_argument("--out", default=None, help=f"output folder (default: {default_out})")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help=f"also write TensorBoard scalars{what} into --out/tensorboard "
+                             "(needs the tensorboard extra: pip install 'dlkit[tensorboard]')")
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``.
+
+    Example:
+        >>> from dlkit import runs
+        >>> runs.plural(1, "epoch"), runs.plural(3, "epoch")
+        ('1 epoch', '3 epochs')
+    """
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def error_message(e: BaseException) -> str:
+    """The one-line ``error: ...`` text a script prints for a RunFolderError, ValueError or
+    DataNotFoundError ``e``: a data error names the ``--data-dir`` flag, not ``data_dir=``."""
+    return "error: " + str(getattr(e, "for_command_line", None) or e)
 
 
 def _flag(dest):

@@ -39,7 +39,8 @@ def test_mnist_refuses_a_folder_holding_another_run(fake_mnist, tmp_path):
     mnist(out, "--epochs", "2")
     before = (out / "history.json").read_text()
     with pytest.raises(SystemExit, match=rf"^error: {out} already holds a run \(checkpoints, "
-                                         rf"history.json, run.json\); continue it with --resume "
+                                         rf"history.csv, history.json, run.json\); continue it "
+                                         rf"with --resume "
                                          rf"{out}, replace it with --overwrite, or choose another "
                                          r"--out$"):
         mnist(out)
@@ -135,6 +136,6 @@ def test_missing_data_dir_is_an_error(tmp_path, script):
             "char_rnn": ["train", "--text", str(text)]}[script]
     main = {"train_mnist": train_mnist.main, "train_imdb": train_imdb.main,
             "train_dbn": train_dbn.main, "char_rnn": char_rnn.main}[script]
-    with pytest.raises(SystemExit, match=r"^error: data_dir '.*no-such-folder' is not an "
+    with pytest.raises(SystemExit, match=r"^error: --data-dir '.*no-such-folder' is not an "
                                          r"existing folder"):
         main(argv + ["--data-dir", missing, "--out", str(tmp_path / "out")])

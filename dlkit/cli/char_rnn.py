@@ -1,6 +1,7 @@
 """Character-level LSTM language model: train on any text file, sample from a checkpoint.
 
-    python scripts/char_rnn.py train                          # Tiny Shakespeare, 2000 steps
+    dlkit-char-rnn train                                      # Tiny Shakespeare, 2000 steps
+    python scripts/char_rnn.py train                          # the same, from a checkout
     python scripts/char_rnn.py train --text my_book.txt --steps 5000 --out runs/book
     python scripts/char_rnn.py train --resume runs/char_rnn   # continue an interrupted run
     python scripts/char_rnn.py sample --out runs/char_rnn --temperature 0.8 --seed-text "ROMEO:"
@@ -11,12 +12,16 @@ step (nats per character).  Training batches are --batch-size windows of --seq-l
 at random offsets in the first 90% of the text (drawn from the seed, so a run is reproducible
 and resumable step for step); the last 10% is the validation text, evaluated every
 --eval-every steps as the mean loss over all its non-overlapping windows.  Adam, gradients
-clipped to global norm --clip.  Writes into --out: run.json (the run's settings: --resume
-restores them, a larger --steps extends the run; a fresh run refuses a folder holding another
-unless --overwrite), config.json (alphabet and sizes),
-checkpoints/ (every --checkpoint-every steps and at the end; params, Adam state, history),
-history.json.  Sampling feeds the seed text through the network, then draws one character at a
-time from softmax(logits / temperature), carrying the LSTM state from step to step.
+clipped to global norm --clip.  After its first steps a run prints how long it will take (the
+default 2000 steps: 8 to 12 minutes on 2 cores, 0.24 s a step plus validation).
+
+Writes into --out: run.json (the run's settings: --resume restores them, a larger --steps
+extends the run; a fresh run refuses a folder holding another unless --overwrite), config.json
+(alphabet and sizes), checkpoints/ (every --checkpoint-every steps and at the end; params, Adam
+state, history), history.csv (a row every --eval-every steps, written as the run goes),
+history.json; with --tensorboard also tensorboard/ (loss, learning rate and seconds a step,
+validation loss).  Sampling feeds the seed text through the network, then draws one character
+at a time from softmax(logits / temperature), carrying the LSTM state from step to step.
 Training is data-parallel under ``mpiexec -n N`` (dlkit.distributed): each rank takes its share
 of the --batch-size windows of a step, the gradients are averaged in one fused allreduce, and
 rank 0 prints and writes the run.
@@ -35,49 +40,59 @@ SETTINGS = {}          # the run settings: restored from the run by --resume (dl
 def parse_args(argv=None):
     from dlkit import runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=runs.HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (or resume) a model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Train (or resume) a character-level LSTM language model.",
+                       formatter_class=runs.HelpFormatter)
 
     def setting(flag, default, **kw):
         runs.setting(t, SETTINGS, flag, default, **kw)
     setting("--text", "tinyshakespeare",
             help="a text file, or the name of a known corpus (tinyshakespeare)")
-    setting("--steps", 2000, type=int, help="with --resume, a larger number extends the run")
-    setting("--batch-size", 64, type=int)
-    setting("--seq-len", 100, type=int)
-    setting("--embed", 64, type=int)
+    setting("--steps", 2000, type=runs.positive_int,
+            help="training steps; the default run takes 8-12 min on 2 cores, and every "
+                 "run prints its estimate after its first steps; with --resume, a larger "
+                 "number extends the run")
+    setting("--batch-size", 64, type=runs.positive_int, help="windows a step")
+    setting("--seq-len", 100, type=runs.positive_int, help="characters a window")
+    setting("--embed", 64, type=runs.positive_int, help="embedding size")
     setting("--embed-init", "normal", choices=["normal", "uniform"],
             help="embedding init: N(0, 1) as PyTorch, or Keras' U(-0.05, 0.05)")
-    setting("--units", 256, type=int)
-    setting("--layers", 1, type=int)
-    setting("--lr", 2e-3, type=float)
-    setting("--clip", 5.0, type=float, help="global-norm clipping (0: none)")
-    setting("--val-fraction", 0.1, type=float)
+    setting("--units", 256, type=runs.positive_int, help="LSTM units a layer")
+    setting("--layers", 1, type=runs.positive_int, help="stacked LSTM layers")
+    setting("--lr", 2e-3, type=runs.positive_float, help="Adam learning rate (constant)")
+    setting("--clip", 5.0, type=runs.nonnegative_float, help="global-norm clipping (0: none)")
+    setting("--val-fraction", 0.1, type=runs.fraction,
+            help="share of the text, at its end, held out for validation")
     setting("--seed", 0, type=int)
-    t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--eval-every", type=runs.positive_int, default=250, metavar="STEPS",
+                   help="evaluate on the validation text and print every STEPS steps")
+    t.add_argument("--checkpoint-every", type=runs.positive_int, default=250, metavar="STEPS",
+                   help="checkpoint every STEPS steps (and at the end)")
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where to train: cuda keeps params, optimizer state and each batch on "
                         "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator); "
                         "sampling runs on the CPU")
-    t.add_argument("--data-dir", default=None)
-    t.add_argument("--out", default=None, help="output folder (default runs/char_rnn)")
+    runs.output_flags(t, data="tinyshakespeare/", default_out="runs/char_rnn")
     t.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its newest valid checkpoint, with its "
                         "settings")
     t.add_argument("--overwrite", action="store_true",
                    help="start a new run in --out even if it holds one (its files are removed)")
-    t.add_argument("--sample-length", type=int, default=300,
+    t.add_argument("--sample-length", type=runs.nonnegative_int, default=300,
                    help="characters to sample at the end (0: none)")
     s = sub.add_parser("sample", help="sample text from a trained model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Sample text from the newest checkpoint of a training run.",
+                       formatter_class=runs.HelpFormatter)
     s.add_argument("--out", default="runs/char_rnn", help="the training run's folder")
-    s.add_argument("--length", type=int, default=500)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--seed-text", default="\n")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--length", type=runs.nonnegative_int, default=500,
+                   help="characters to generate after the seed text")
+    s.add_argument("--temperature", type=runs.positive_float, default=0.8,
+                   help="softmax temperature: lower is more conservative")
+    s.add_argument("--seed-text", default="\n",
+                   help="text fed to the model first (default: a newline)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     return p.parse_args(argv)
 
 
@@ -113,14 +128,24 @@ def train(args):
     import numpy as np
 
     import dlkit
-    from dlkit import checkpoint, clip, data, device, distributed, nn, optim, random, runs, tree
+    from dlkit import (checkpoint, clip, data, device, distributed, logs, nn, optim, random, runs,
+                       tree)
 
     try:
         out = runs.resolve(args, "char_rnn.py", SETTINGS, default_out="runs/char_rnn",
                            changeable=("steps",))
         corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
+        if min(len(corpus.train), len(corpus.val)) < args.seq_len + 1:
+            raise ValueError(
+                f"--seq-len {args.seq_len} needs at least {args.seq_len + 1} characters in the "
+                f"training text and in the validation text (its last --val-fraction "
+                f"{args.val_fraction}); {corpus.source} gives {len(corpus.train)} and "
+                f"{len(corpus.val)}: use a smaller --seq-len, another --val-fraction or a "
+                "longer text")
+        if args.tensorboard and not logs.tensorboard_available():
+            raise ValueError(logs.TENSORBOARD_HINT + " (or drop --tensorboard)")
     except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(runs.error_message(e))
     cfg = dict(text=corpus.source, chars=corpus.chars, embed=args.embed,
                embed_init=args.embed_init, units=args.units,
                layers=args.layers, seq_len=args.seq_len, batch_size=args.batch_size,
@@ -178,8 +203,17 @@ def train(args):
         checkpoint.save(out / "checkpoints", step, device.to_host(params),
                         device.to_host(state), meta=dict(history=history, config=cfg))
 
+    csv = board = None
+    if world.rank == 0:
+        rows = [{k: v[i] for k, v in history.items()} for i in range(len(history["step"]))]
+        csv = logs.CSVLog(out / "history.csv", list(history), rows)
+        if args.tensorboard:
+            board = logs.TensorBoardLog(out / "tensorboard", purge_step=step or None)
+    eta = logs.Estimate(args.steps - step, print, what=f"{args.steps - step} steps",
+                        extra=f", plus validation every {args.eval_every} steps")
     running, n_run, t0 = 0.0, 0, time.perf_counter()
     while step < args.steps:
+        t_step = time.perf_counter()
         x, y = data.random_windows(corpus.train, args.batch_size, args.seq_len,
                                    random.fold_in(data_key, step))
         if world.size > 1:              # this rank's windows; the mean over all of them
@@ -197,6 +231,10 @@ def train(args):
             grads = clip.clip_by_global_norm(grads, args.clip)
         updates, state = opt.update(grads, state, params)
         params = optim.apply_updates(params, updates)
+        if board is not None:
+            board.scalars(step + 1, **{"step/loss": loss, "step/lr": args.lr,
+                                       "step/seconds": time.perf_counter() - t_step})
+        eta.step()
         step += 1
         running, n_run = running + loss, n_run + 1
         if step % args.eval_every == 0 or step == args.steps:
@@ -208,15 +246,24 @@ def train(args):
             history["seconds"].append(secs)
             print(f"step {step:6d}: train loss {running / n_run:.4f}  val loss {val:.4f} "
                   f"nats/char  ({secs:.1f} s)", flush=True)
+            if csv is not None:
+                csv.write({k: v[-1] for k, v in history.items()})
+            if board is not None:
+                board.scalars(step, **{"eval/train_loss": running / n_run, "eval/val_loss": val})
+                board.flush()
             running, n_run, t0 = 0.0, 0, time.perf_counter()
         if step % args.checkpoint_every == 0 or step == args.steps:
             save()
     if world.rank:                      # under MPI, rank 0 writes and samples
         return history
+    for w in (csv, board):
+        if w is not None:
+            w.close()
     tmp = out / "history.json.tmp"
     tmp.write_text(json.dumps(dict(cfg, history=history), indent=1))
     os.replace(tmp, out / "history.json")
-    print(f"\nwrote {out}/: config.json, checkpoints/, history.json")
+    print(f"\nwrote {out}/: config.json, checkpoints/, history.json, history.csv"
+          + (", tensorboard/" if args.tensorboard else ""))
     if args.sample_length:
         print(f"\nsample (temperature 0.8):\n{sample(out, args.sample_length, 0.8, chr(10))}")
     return history

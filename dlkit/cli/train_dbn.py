@@ -1,7 +1,8 @@
 """Pretrain a deep belief net on MNIST-style images, fine-tune it, and draw its filters and
 samples.
 
-    python scripts/train_dbn.py --dataset fashion-mnist            # 784-500-500-10
+    dlkit-train-dbn --dataset fashion-mnist                        # 784-500-500-10
+    python scripts/train_dbn.py --dataset fashion-mnist            # the same, from a checkout
     python scripts/train_dbn.py --sizes 784 1000 500 --pcd --k 5 --pretrain-epochs 20
 
 1. Greedy layer-wise pretraining (dlkit.dbn.pretrain): each RBM is trained by CD-k (or PCD-k
@@ -47,41 +48,42 @@ SETTINGS = {}          # the run settings: restored from the run by --resume (dl
 def parse_args(argv=None):
     from dlkit import runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=runs.HelpFormatter)
 
     def setting(flag, default, **kw):
         runs.setting(p, SETTINGS, flag, default, **kw)
     setting("--dataset", "fashion-mnist", choices=["mnist", "fashion-mnist", "kmnist"])
-    setting("--sizes", [784, 500, 500], type=int, nargs="+",
-            help="layer sizes of the RBM stack, visible first")
-    setting("--pretrain-epochs", 10, type=int, help="epochs per RBM")
-    setting("--k", 1, type=int, help="Gibbs steps of CD-k")
+    setting("--sizes", [784, 500, 500], type=runs.positive_int, nargs="+",
+            default_text="784 500 500", help="layer sizes of the RBM stack, visible first")
+    setting("--pretrain-epochs", 10, type=runs.positive_int, help="epochs per RBM")
+    setting("--k", 1, type=runs.positive_int, help="Gibbs steps of CD-k")
     setting("--pcd", False, action="store_true", help="persistent CD instead of CD")
     setting("--sample-visible", False, action="store_true",
-            help="sample the visible units in the negative phase (default: their "
-                 "probabilities, as the practical guide recommends)")
-    setting("--batch-size", 100, type=int)
-    setting("--lr", 0.1, type=float, help="pretraining learning rate")
-    setting("--weight-decay", 2e-4, type=float, help="L2 weight cost on W")
-    setting("--l1", 1e-4, type=float,
+            help="sample the visible units in the negative phase; off: use their "
+                 "probabilities, as the practical guide recommends")
+    setting("--batch-size", 100, type=runs.positive_int, help="pretraining batch size")
+    setting("--lr", 0.1, type=runs.positive_float, help="pretraining learning rate")
+    setting("--weight-decay", 2e-4, type=runs.nonnegative_float, help="L2 weight cost on W")
+    setting("--l1", 1e-4, type=runs.nonnegative_float,
             help="L1 weight cost on W (localised filters and better features; 0: off)")
-    setting("--finetune-epochs", 20, type=int)
-    setting("--finetune-lr", 0.1, type=float,
-            help="initial fine-tuning learning rate (cosine decay to 0)")
-    setting("--finetune-batch-size", 100, type=int)
-    setting("--val-fraction", 0.1, type=float,
+    setting("--finetune-epochs", 20, type=runs.positive_int)
+    setting("--finetune-lr", 0.1, type=runs.positive_float,
+            help="initial fine-tuning learning rate, decayed to 0 by a cosine schedule")
+    setting("--finetune-batch-size", 100, type=runs.positive_int)
+    setting("--val-fraction", 0.1, type=runs.fraction,
             help="share of the training set held out to monitor fine-tuning (0: train on all "
                  "of it)")
     setting("--seed", 0, type=int)
-    setting("--train-subset", None, type=int, metavar="N",
+    setting("--train-subset", None, type=runs.positive_int, metavar="N", default_text="all",
             help="use the first N training images only (quick experiments)")
     p.add_argument("--probe", action="store_true",
                    help="also fit a softmax regression on the first RBM's features")
-    p.add_argument("--probe-epochs", type=int, default=10)
-    p.add_argument("--gibbs-steps", type=int, default=1000,
+    p.add_argument("--probe-epochs", type=runs.positive_int, default=10,
+                   help="epochs of the --probe regression")
+    p.add_argument("--gibbs-steps", type=runs.positive_int, default=1000,
                    help="Gibbs steps in the top RBM for the samples PNG")
-    p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ (searched first)")
-    p.add_argument("--out", default=None, help="output folder (default runs/dbn-<dataset>)")
+    runs.output_flags(p, data="<dataset>/", default_out="runs/dbn-<dataset>",
+                      what=" of the fine-tuning")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its checkpoints, with its settings")
     p.add_argument("--overwrite", action="store_true",
@@ -105,8 +107,8 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import (checkpoint, data, dbn, device, distributed, metrics, nn, optim, random,
-                       rbm, runs, train, tree)
+    from dlkit import (checkpoint, data, dbn, device, distributed, logs, metrics, nn, optim,
+                       random, rbm, runs, train, tree)
     from dlkit import layers as L
 
     if args.device == "cuda":
@@ -119,8 +121,10 @@ def main(argv=None):
                            default_out=lambda a: f"runs/dbn-{a.dataset}")
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
-    except (runs.RunFolderError, data.DataNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
+        sys.exit(runs.error_message(e))
+    if args.tensorboard and not logs.tensorboard_available():
+        sys.exit(f"error: {logs.TENSORBOARD_HINT} (or drop --tensorboard)")
     if args.train_subset:
         xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
     if xtr.shape[1] * xtr.shape[2] != args.sizes[0]:
@@ -182,7 +186,21 @@ def main(argv=None):
         Xtr_pre = Xtr
     trained = list(stack)
     t0 = time.perf_counter()
-    log = None if args.quiet else (lambda msg: print("  " + msg))
+    work = [sizes[i] * sizes[i + 1] for i in range(done, len(sizes) - 1)]   # cost of a layer
+    said = []
+
+    def log(msg):                       # rbm.fit's line after each epoch
+        if not said and work:           # the first: estimate the whole pretraining from it
+            said.append(True)
+            first = time.perf_counter() - t0
+            total = first * args.pretrain_epochs * sum(work) / work[0]
+            if total > 30:
+                print(f"estimated time: about {logs.format_duration(total)} of pretraining "
+                      f"({runs.plural(len(work), 'layer')} x "
+                      f"{runs.plural(args.pretrain_epochs, 'epoch')}; the first epoch took "
+                      f"{first:.1f} s), then fine-tuning")
+        if not args.quiet:
+            print("  " + msg)
     stack, _ = dbn.pretrain(stack, Xtr_pre, random.fold_in(key, 2), epochs=args.pretrain_epochs,
                             start_layer=done, callback=save_layer, batch_size=args.batch_size,
                             k=args.k, persistent=args.pcd, sample_visible=args.sample_visible,
@@ -220,13 +238,15 @@ def main(argv=None):
     result = train.fit(model, params, opt, (Xtr, Ytr), key=random.fold_in(key, 6),
                        epochs=args.finetune_epochs, batch_size=args.finetune_batch_size,
                        val=val, checkpoint_dir=out / "finetune", resume=args.resume is not None,
-                       progress=not args.quiet)
+                       progress=not args.quiet, csv_log=out / "history.csv",
+                       tensorboard_dir=out / "tensorboard" if args.tensorboard else None)
     finetune_seconds = time.perf_counter() - t0
     if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
         return None
     test_loss, test_acc, pred = train.evaluate(model, result.params, Xte, yte)
     print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after pretraining and "
-          f"{args.finetune_epochs} epochs of fine-tuning ({finetune_seconds:.1f} s)\n")
+          f"{runs.plural(len(result.history['epoch']), 'epoch')} of fine-tuning "
+          f"({finetune_seconds:.1f} s)\n")
     print(metrics.classification_report(yte, pred, names))
     summary.update(test_accuracy=test_acc, test_loss=test_loss,
                    finetune_seconds=finetune_seconds, finetune_history=result.history,
@@ -238,11 +258,12 @@ def main(argv=None):
     if not args.no_plots and side * side == sizes[0]:
         from dlkit import plot
         W = host(stack[0]["W"])
-        plot.image_grid(W[:, :100].T.reshape(-1, side, side), out / "filters.png",
-                        title=f"first-layer filters (100 of {sizes[1]}), {args.dataset}")
+        n_show = min(100, sizes[1])
+        plot.image_grid(W[:, :n_show].T.reshape(-1, side, side), out / "filters.png",
+                        title=f"first-layer filters ({n_show} of {sizes[1]}), {args.dataset}")
         v, _ = dbn.generate(stack, random.fold_in(key, 7), 100, n_steps=args.gibbs_steps)
         v = host(v)
-        plot.image_grid(v.reshape(-1, side, side), out / "samples.png",
+        plot.image_grid(v.reshape(-1, side, side), out / "samples.png", value_range=(0, 1),
                         title=f"DBN samples: {args.gibbs_steps} Gibbs steps in the top RBM "
                               "from random states, then the down-pass (probabilities)")
         plot.learning_curves(result.history, out / "learning_curve.png",
@@ -250,7 +271,8 @@ def main(argv=None):
     tmp = out / "history.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=float))
     os.replace(tmp, out / "history.json")
-    print(f"\nwrote {out}/: pretrain/, finetune/, history.json"
+    print(f"\nwrote {out}/: pretrain/, finetune/, history.json, history.csv"
+          + (", tensorboard/" if args.tensorboard else "")
           + ("" if args.no_plots else ", filters.png, samples.png, learning_curve.png"))
     return test_acc
 

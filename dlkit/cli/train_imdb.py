@@ -1,6 +1,7 @@
 """Train an LSTM sentiment classifier on the IMDb movie reviews; predict sentences.
 
-    python scripts/train_imdb.py                                  # 3 epochs, then test metrics
+    dlkit-train-imdb                                              # 3 epochs, then test metrics
+    python scripts/train_imdb.py                                  # the same, from a checkout
     python scripts/train_imdb.py "A wonderful film." "Dull and far too long."
     python scripts/train_imdb.py --predict-only --out runs/imdb "Not bad at all."
 
@@ -13,8 +14,9 @@ one after the review's last word.  Gradients are clipped to global norm --clip.
 
 Prints per-epoch loss/accuracy and seconds, then test accuracy, precision, recall and F1
 (positive = 1), then the predicted sentiment of any sentences given on the command line.
-Writes into --out: run.json (the run's settings), checkpoints/, vocab.json, history.json.  A
-folder holds one run: a fresh run refuses a folder holding another (--resume DIR continues it
+Writes into --out: run.json (the run's settings), checkpoints/, vocab.json, history.csv (one
+row per epoch, written as the run goes), history.json, and with --tensorboard tensorboard/.
+A folder holds one run: a fresh run refuses a folder holding another (--resume DIR continues it
 with its own settings, a larger --epochs extends it; --overwrite replaces it).
 Data: aclImdb/ or aclImdb_v1.tar.gz in --data-dir, $DLKIT_DATA, ~/.cache/dlkit,
 /usr/share/datasets, else downloaded from Stanford.
@@ -35,35 +37,41 @@ SETTINGS = {}          # the run settings: restored from the run by --resume (dl
 def parse_args(argv=None):
     from dlkit import runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=runs.HelpFormatter)
     p.add_argument("sentences", nargs="*", help="sentences whose sentiment to predict")
-    runs.setting(p, SETTINGS, "--epochs", 3, type=int,
-                 help="with --resume, a larger number extends the run")
-    runs.setting(p, SETTINGS, "--batch-size", 64, type=int)
-    runs.setting(p, SETTINGS, "--lr", 1e-3, type=float)
-    runs.setting(p, SETTINGS, "--clip", 1.0, type=float,
+    runs.setting(p, SETTINGS, "--epochs", 3, type=runs.positive_int,
+                 help="passes over the training reviews; every run prints its expected "
+                      "duration after its first steps; with --resume, a larger number extends "
+                      "the run")
+    runs.setting(p, SETTINGS, "--batch-size", 64, type=runs.positive_int)
+    runs.setting(p, SETTINGS, "--lr", 1e-3, type=runs.positive_float,
+                 help="Adam learning rate (constant)")
+    runs.setting(p, SETTINGS, "--clip", 1.0, type=runs.nonnegative_float,
                  help="clip gradients to this global norm (0: no clipping)")
-    runs.setting(p, SETTINGS, "--vocab-size", 10000, type=int)
-    runs.setting(p, SETTINGS, "--maxlen", 200, type=int, help="keep the last MAXLEN tokens")
-    runs.setting(p, SETTINGS, "--embed-dim", 128, type=int)
-    runs.setting(p, SETTINGS, "--units", 100, type=int)
-    runs.setting(p, SETTINGS, "--dropout", 0.4, type=float, help="SpatialDropout1D rate")
+    runs.setting(p, SETTINGS, "--vocab-size", 10000, type=runs.positive_int,
+                 help="most frequent training words kept")
+    runs.setting(p, SETTINGS, "--maxlen", 200, type=runs.positive_int,
+                 help="keep the last MAXLEN tokens")
+    runs.setting(p, SETTINGS, "--embed-dim", 128, type=runs.positive_int)
+    runs.setting(p, SETTINGS, "--units", 100, type=runs.positive_int, help="LSTM units")
+    runs.setting(p, SETTINGS, "--dropout", 0.4, type=runs.fraction, help="SpatialDropout1D rate")
     runs.setting(p, SETTINGS, "--no-lengths", False, action="store_true",
                  help="run the LSTM over the padding too (as a plain Keras/PyTorch model)")
-    runs.setting(p, SETTINGS, "--val-fraction", 0.0, type=float,
+    runs.setting(p, SETTINGS, "--val-fraction", 0.0, type=runs.fraction,
                  help="share of the training reviews held out for validation (0: none)")
     runs.setting(p, SETTINGS, "--seed", 0, type=int)
-    runs.setting(p, SETTINGS, "--train-subset", None, type=int, metavar="N",
-                 help="train on N reviews only (quick experiments)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default=None, help="output folder (default runs/imdb)")
+    runs.setting(p, SETTINGS, "--train-subset", None, type=runs.positive_int, metavar="N",
+                 default_text="all 25,000", help="train on N reviews only (quick experiments)")
+    runs.output_flags(p, data="aclImdb/ or aclImdb_v1.tar.gz", default_out="runs/imdb")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="resume the run in DIR from its newest valid checkpoint, with its "
                         "settings")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in --out even if it holds one (its files are removed)")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS")
-    p.add_argument("--test-subset", type=int, default=None, metavar="N")
+    p.add_argument("--checkpoint-every", type=runs.positive_int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (default: only at epoch ends)")
+    p.add_argument("--test-subset", type=runs.positive_int, default=None, metavar="N",
+                   help="evaluate on N test reviews only (default: all 25,000)")
     p.add_argument("--predict-only", action="store_true",
                    help="load the trained model from --out/--resume (with its settings) and "
                         "only predict")
@@ -119,7 +127,7 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import (checkpoint, clip, data, distributed, losses, metrics, optim, random,
+    from dlkit import (checkpoint, clip, data, distributed, logs, losses, metrics, optim, random,
                        runs, train, tree)
 
     if args.device == "cuda":
@@ -151,8 +159,10 @@ def main(argv=None):
 
     try:
         (tr_text, ytr), (te_text, yte) = data.load_imdb(args.data_dir, progress=not args.quiet)
-    except data.DataNotFoundError as e:
-        sys.exit(f"error: {e}")
+    except (data.DataNotFoundError, ValueError) as e:
+        sys.exit(runs.error_message(e))
+    if args.tensorboard and not logs.tensorboard_available():
+        sys.exit(f"error: {logs.TENSORBOARD_HINT} (or drop --tensorboard)")
     t0 = time.perf_counter()
     runs.begin(out, args, "train_imdb.py", SETTINGS)
     vocab_path = out / "vocab.json"
@@ -191,7 +201,8 @@ def main(argv=None):
                        grad_transform=clip.by_global_norm(args.clip) if args.clip else None,
                        checkpoint_dir=out / "checkpoints",
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
-                       progress=not args.quiet)
+                       progress=not args.quiet, csv_log=out / "history.csv",
+                       tensorboard_dir=out / "tensorboard" if args.tensorboard else None)
     seconds = time.perf_counter() - t0
     if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
         return None
@@ -203,7 +214,8 @@ def main(argv=None):
                                 + (1 - yte) * np.log(np.maximum(1 - p, 1e-12)))))
     print(f"\ntest accuracy {acc:.4f}  precision {r['precision'][1]:.4f}  "
           f"recall {r['recall'][1]:.4f}  F1 {r['f1'][1]:.4f}  (loss {test_loss:.4f}, "
-          f"{len(yte)} reviews; positive = 1) after {args.epochs} epochs, {seconds:.1f} s "
+          f"{len(yte)} reviews; positive = 1) after "
+          f"{runs.plural(len(result.history['epoch']), 'epoch')}, {seconds:.1f} s "
           f"of training ({', '.join(f'{s:.1f}' for s in result.history['seconds'])} s per "
           "epoch)")
     summary = dict(vars(args), test_accuracy=acc, precision=r["precision"][1],
@@ -214,7 +226,8 @@ def main(argv=None):
     tmp.write_text(json.dumps(summary, indent=1, default=float))
     os.replace(tmp, out / "history.json")
     report(model, result.params, prepare, vocab, args)
-    print(f"\nwrote {out}/: checkpoints/, vocab.json, history.json")
+    print(f"\nwrote {out}/: checkpoints/, vocab.json, history.json, history.csv"
+          + (", tensorboard/" if args.tensorboard else ""))
     return acc
 
 

@@ -1,11 +1,14 @@
 """Train a model from dlkit.zoo on MNIST, Fashion-MNIST or Kuzushiji-MNIST.
 
-    python scripts/train_mnist.py --dataset fashion-mnist --model mlp --epochs 10
+    dlkit-train-mnist --dataset fashion-mnist --model mlp --epochs 10
+    python scripts/train_mnist.py --dataset fashion-mnist ...     # the same, from a checkout
 
-Prints per-epoch train loss/accuracy, validation accuracy and seconds, then the test accuracy
-and a per-class precision/recall/F1 table.  Writes into --out: run.json (the run's settings),
-checkpoints, history.json, learning_curve.png and confusion_matrix.png.  A folder holds one
-run: a fresh run refuses a folder holding another (use --resume DIR to continue it with its
+Prints the run's expected duration after its first steps (when over 30 s), per-epoch train
+loss/accuracy, validation loss/accuracy and seconds, then the test accuracy and a per-class
+precision/recall/F1 table.  Writes into --out: run.json (the run's settings), checkpoints/,
+history.csv (one row per epoch, written as the run goes), history.json, learning_curve.png and
+confusion_matrix.png; with --tensorboard also tensorboard/.  A folder holds one run: a fresh
+run refuses a folder holding another (use --resume DIR to continue it with its
 own settings, --overwrite to replace it, or another --out).  Data is looked for in
 --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
 
@@ -25,34 +28,37 @@ SETTINGS = {}          # the run settings: restored from the run by --resume (dl
 
 def parse_args(argv=None):
     from dlkit import runs
-    from dlkit.zoo import MODELS
+    from dlkit.zoo import DEFAULT_BATCH, DEFAULT_LR, MODELS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=runs.HelpFormatter)
     runs.setting(p, SETTINGS, "--dataset", "mnist", choices=["mnist", "fashion-mnist", "kmnist"])
     runs.setting(p, SETTINGS, "--model", "mlp", choices=sorted(MODELS))
-    runs.setting(p, SETTINGS, "--epochs", 10, type=int)
-    runs.setting(p, SETTINGS, "--batch-size", None, type=int,
-                 help="None: the model's, dlkit.zoo.DEFAULT_BATCH (cnn 64, others 128)")
-    runs.setting(p, SETTINGS, "--lr", None, type=float,
-                 help="initial learning rate (None: the model's, dlkit.zoo.DEFAULT_LR: "
-                      "mlp and cnn 2e-3, others 1e-3)")
+    runs.setting(p, SETTINGS, "--epochs", 10, type=runs.positive_int)
+    runs.setting(p, SETTINGS, "--batch-size", None, type=runs.positive_int,
+                 default_text="per model: " + ", ".join(f"{m} {DEFAULT_BATCH[m]}"
+                                                        for m in sorted(DEFAULT_BATCH)))
+    runs.setting(p, SETTINGS, "--lr", None, type=runs.positive_float,
+                 help="initial learning rate",
+                 default_text="per model: " + ", ".join(
+                     f"{m} {DEFAULT_LR[m]:.0e}".replace("e-0", "e-") for m in sorted(DEFAULT_LR)))
     runs.setting(p, SETTINGS, "--schedule", "cosine", choices=["cosine", "constant"],
-                 help="learning-rate schedule over the whole run (cosine: decay to 0)")
+                 help="learning-rate schedule over the whole run: cosine decays it to 0, "
+                      "constant keeps it")
     runs.setting(p, SETTINGS, "--optimizer", "adam", choices=["adam", "adamw", "sgd", "rmsprop"])
     runs.setting(p, SETTINGS, "--seed", 0, type=int)
-    runs.setting(p, SETTINGS, "--val-fraction", 0.1, type=float,
+    runs.setting(p, SETTINGS, "--val-fraction", 0.1, type=runs.fraction,
                  help="share of the training set held out for validation")
-    runs.setting(p, SETTINGS, "--train-subset", None, type=int, metavar="N",
+    runs.setting(p, SETTINGS, "--train-subset", None, type=runs.positive_int, metavar="N",
+                 default_text="all",
                  help="train on the first N training images only (quick experiments)")
-    p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ (searched first)")
-    p.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<model>)")
+    runs.output_flags(p, data="<dataset>/", default_out="runs/<dataset>-<model>")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="resume the run in DIR from its newest valid checkpoint, with its "
                         "settings")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in --out even if it holds one (its files are removed)")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
-                   help="also checkpoint every STEPS steps, not only at epoch ends")
+    p.add_argument("--checkpoint-every", type=runs.positive_int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (default: only at epoch ends)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -74,8 +80,8 @@ def main(argv=None):
                            default_out=lambda a: f"runs/{a.dataset}-{a.model}")
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
-    except (runs.RunFolderError, data.DataNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
+        sys.exit(runs.error_message(e))
     if args.train_subset:
         xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
     key = random.key(args.seed)
@@ -108,14 +114,15 @@ def main(argv=None):
                        epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
                        val=(xva, yva), checkpoint_dir=out / "checkpoints",
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
-                       progress=not args.quiet)
+                       progress=not args.quiet, csv_log=out / "history.csv",
+                       tensorboard_dir=out / "tensorboard" if args.tensorboard else None)
     seconds = time.perf_counter() - t0
     if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
         return None
     test_loss, test_acc, pred = train.evaluate(model, result.params, xte, yte, prepare=prepare)
     names = data.CLASS_NAMES[args.dataset]
-    print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {args.epochs} epochs, "
-          f"{seconds:.1f} s of training\n")
+    print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after "
+          f"{runs.plural(len(result.history['epoch']), 'epoch')}, {seconds:.1f} s of training\n")
     print(metrics.classification_report(yte, pred, names))
     out.mkdir(parents=True, exist_ok=True)
     host_params = result.params
@@ -134,7 +141,8 @@ def main(argv=None):
                              title=f"{args.model} on {args.dataset}")
         plot.confusion_matrix(metrics.confusion_matrix(yte, pred, len(names)), names,
                               out / "confusion_matrix.png")
-    print(f"\nwrote {out}/: checkpoints/, history.json"
+    print(f"\nwrote {out}/: checkpoints/, history.json, history.csv"
+          + (", tensorboard/" if args.tensorboard else "")
           + ("" if args.no_plots else ", learning_curve.png, confusion_matrix.png"))
     return test_acc
 
