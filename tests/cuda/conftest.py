@@ -17,6 +17,7 @@ driver's copy functions would count different things (a kernel launch with a num
 two real copies, not one "implicit" call), so the simulator is where copies are checked.
 """
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,27 @@ def pytest_pycollect_makemodule(module_path, parent):
     if not OK:
         return _Unavailable.from_parent(parent, path=module_path)
     return None
+
+
+# This file and tests/conftest.py are both imported as the module "conftest", and pytest keeps
+# the one it loaded last in sys.modules: after collecting tests/cuda, `from conftest import
+# in_ci` in a later test module (tests/mpi, tests/test_*.py) finds this one.  So the shared
+# helpers of tests/conftest.py are forwarded from here to that same module object (not a copy:
+# need() records its tests in the one list the closing summary reads).
+_SHARED = ("in_ci", "need", "run_threads")
+_top = None
+
+
+def pytest_configure(config):
+    global _top
+    path = Path(__file__).resolve().parent.parent / "conftest.py"
+    _top = config.pluginmanager.get_plugin(str(path))
+
+
+def __getattr__(name):
+    if name in _SHARED and _top is not None:
+        return getattr(_top, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Uncounted:
