@@ -52,6 +52,8 @@ Importing dlkit does three things to the process, all documented in the README:
   Adam update of a 100k-weight layer: 254 us with glibc's defaults, 77 us tuned).  Set
   ``DLKIT_MALLOC_TUNING=0`` to leave malloc alone.
 """
+from __future__ import annotations
+
 import ctypes
 import importlib
 import os

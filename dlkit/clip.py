@@ -17,6 +17,8 @@ clip_by_global_norm computes the scale there too, so clipping reads nothing back
 reads the per-leaf sums back to return a float).  It then always returns new arrays (scaled by
 exactly 1 when the norm is within max_norm).
 """
+from __future__ import annotations
+
 import math
 from typing import Callable
 

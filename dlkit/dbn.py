@@ -31,6 +31,8 @@ uploaded once, every layer's data stays on the device, ``transform`` and ``gener
 device arrays, and ``to_mlp`` returns device params (the fc layers share the RBMs' device
 arrays, which nothing updates in place; "out" is initialised on the host and uploaded).
 """
+from __future__ import annotations
+
 from typing import Any, Callable, Sequence, TypeAlias
 
 import numpy as np

@@ -33,6 +33,8 @@ On a machine without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the CUDA kernels in 
 simulator (slow, for tests).  ``numba.cuda`` is imported only when a device is first used, so
 CPU-only work never pays for it.
 """
+from __future__ import annotations
+
 import importlib
 import os
 import threading

@@ -37,6 +37,8 @@ at most ``NUMBA_NUM_THREADS``), or all the cores of its CPU mask when the launch
 fewer cores than the machine has (``srun --cpus-per-task``, ``mpiexec --bind-to``).  BLAS stays
 at one thread (dlkit pins it at import).
 """
+from __future__ import annotations
+
 import os
 import sys
 import time

@@ -10,6 +10,8 @@ an error exceeds ``tol``.  Pass float64 params and inputs (``tree.map(lambda a:
 a.astype(np.float64), params)``); the same ``key`` is used for every forward, so layers with
 randomness (dropout) are checked with a fixed mask.
 """
+from __future__ import annotations
+
 from typing import Any
 
 import numpy as np

@@ -12,6 +12,8 @@ fan_out = C_out*KH*KW.  Look one up by name with ``get("he_uniform")``.
     lecun_normal    N(0, 1 / fan_in)
     orthogonal      a (semi-)orthogonal matrix, for recurrent weights (2-D shapes)
 """
+from __future__ import annotations
+
 from typing import Callable, Sequence, TypeAlias
 
 import numpy as np

@@ -11,6 +11,8 @@ checked on the host and copied to the device; device labels/targets are checked 
 itself, which reports the first bad one with the loss.  Reading the loss back is the one
 device-to-host copy of a training step (16 bytes).
 """
+from __future__ import annotations
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 

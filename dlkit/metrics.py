@@ -8,6 +8,8 @@
 Classes with no predictions (precision) or no samples (recall) get 0, as scikit-learn's
 zero_division=0.
 """
+from __future__ import annotations
+
 from typing import Any, Sequence
 
 import numpy as np

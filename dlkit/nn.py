@@ -7,6 +7,8 @@
         forward in training mode, the loss, and backward in one call; loss_fn(out, y) returns
         (loss, dout) like the functions in dlkit.losses.
 """
+from __future__ import annotations
+
 from typing import Any, Callable
 
 import numpy as np

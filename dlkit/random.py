@@ -15,6 +15,8 @@ per step); ``generator`` seeds PCG64 through SeedSequence.
     uniform(key, shape, dtype=float32) -> floats in [0, 1) (the same SplitMix64 kernel family,
                             parallel; what the RBM's Gibbs samplers consume)
 """
+from __future__ import annotations
+
 from typing import Sequence, TypeAlias
 
 import numpy as np

@@ -56,6 +56,8 @@ The range check of device data ([0, 1], or finite) is one reduction kernel and a
 read-back, and raises the CPU's error; ``cd_grads`` reads the per-row reconstruction errors
 back for its stats (CD).  Results stay on the device.
 """
+from __future__ import annotations
+
 import time
 from typing import Any, Callable, NamedTuple, TypeAlias
 

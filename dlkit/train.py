@@ -14,6 +14,8 @@ the step are kept, no checkpoint is written).  batch_size < 1, epochs < 0 and an
 training set are ValueErrors, raised before any work.  The batch order of epoch e is
 ``data.permutation(fold_in(key, EPOCH_SALT + e), n)``.  Checkpoints (``dlkit.checkpoint``)
 store params, optimizer state, the step, epoch, batch and running epoch sums, so a run resumed
+from __future__ import annotations
+
 from any checkpoint ends bit for bit where an uninterrupted run with the same seed ends.
 
 ``evaluate(model, params, X, Y, loss_fn=..., prepare=...)`` -> (loss, accuracy, predictions).

@@ -9,6 +9,8 @@
     equal(a, b)          -> True if same structure, dtypes, shapes and bits
     digest(tree)         -> SHA-256 hex over names, dtypes, shapes and bytes (compare runs)
 """
+from __future__ import annotations
+
 import builtins
 import hashlib
 from typing import Any, Callable, TypeAlias

@@ -8,6 +8,8 @@ rate it starts from (decayed by a cosine schedule over the run) and the batch si
 5 epochs on Fashion-MNIST (seed 0): 90.16% at batch 128 / 1e-3, 90.48% at 128 / 2e-3,
 91.08% at 64 / 1e-3, 91.38% at 64 / 2e-3.
 """
+from __future__ import annotations
+
 from typing import Callable, TypeAlias
 
 import numpy as np

@@ -6,6 +6,8 @@
     permutation(key, n)                    the order batches() uses
     train_val_split(X, Y, val_fraction, key) -> (X_tr, Y_tr), (X_val, Y_val)
 """
+from __future__ import annotations
+
 from typing import Iterator
 
 import numpy as np

@@ -5,6 +5,8 @@
     read_idx(path) -> ndarray          any IDX file, gzipped or not (ValueError if malformed)
     CLASS_NAMES[dataset]               the class names, index = label
 """
+from __future__ import annotations
+
 import gzip
 import math
 import struct

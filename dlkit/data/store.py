@@ -13,6 +13,8 @@ through a ``.part`` file with a progress bar, checked (size, then SHA-256 or MD5
 into place; a failed or interrupted download leaves no final file.  If everything fails,
 ``DataNotFoundError`` lists the places searched and how to provide the files.
 """
+from __future__ import annotations
+
 import hashlib
 import os
 import urllib.error

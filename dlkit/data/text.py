@@ -25,6 +25,8 @@
     random_windows(ids, batch_size, seq_len, key) -> (x, y)   y = x shifted by one character
     sequential_windows(ids, seq_len) -> (x, y)                non-overlapping, in order
 """
+from __future__ import annotations
+
 import gzip
 import hashlib
 import json

@@ -36,6 +36,8 @@ numba CUDA device arrays (C-contiguous) kernels.cuda.conv / .pool, with no host 
 and params on the host and raises ValueError/TypeError saying what was expected and what was
 received before any kernel runs.
 """
+from __future__ import annotations
+
 from typing import TypeAlias
 
 import numpy as np

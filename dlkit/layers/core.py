@@ -2,6 +2,8 @@
 
 Each call runs the kernels where its arrays live (``dlkit.device.kernels``): numpy arrays on
 the CPU, numba CUDA device arrays on the GPU."""
+from __future__ import annotations
+
 from math import prod
 
 import numpy as np

@@ -21,6 +21,8 @@ may then be a host array, checked as above and copied up once, or a device array
 kernel (``kernels.cuda._array.first_outside``: the position of the first id outside the
 vocabulary) and a 16-byte read-back of (position, id), before the lookup runs, so a bad id
 never reaches a kernel and the error is the same.  SpatialDropout1D draws its mask on the host
+from __future__ import annotations
+
 from the key (device and CPU runs match) and copies it up: one (B, D) uint8 copy per call.
 """
 import numpy as np
