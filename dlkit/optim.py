@@ -236,18 +236,12 @@ def sgd(lr: float | Schedule, momentum: float = 0.0, nesterov: bool = False, l2:
     """SGD with optional (Nesterov) momentum, as torch.optim.SGD; state slot ``v``.
 
     Args:
-        lr: a positive number or a schedule ``fn(step) -> lr`` (``constant``,
-            ``step_decay``, ``cosine``).
         momentum: the momentum factor (0: plain SGD).
         nesterov: Nesterov momentum.
-        l2: adds ``l2 * p`` to the gradient (classic, coupled weight decay).
-        l1: adds ``l1 * sign(p)`` to the gradient.
+        lr, l2, l1: as for ``adam``.
 
     Returns:
-        An ``Optimizer`` over float32/float64 params (numpy or CUDA device).
-
-    Raises:
-        ValueError: a learning rate that is neither a positive number nor a callable.
+        An ``Optimizer``; params and errors as for ``adam``.
 
     Example:
         >>> import numpy as np
@@ -321,19 +315,13 @@ def rmsprop(lr: float | Schedule = 1e-2, rho: float = 0.99, eps: float = 1e-8,
     """RMSprop as torch.optim.RMSprop (alpha=rho, centered=False); state slots ``s``, ``b``.
 
     Args:
-        lr: a positive number or a schedule ``fn(step) -> lr`` (``constant``,
-            ``step_decay``, ``cosine``).
         rho: the decay rate of the mean square.
         eps: added to the root mean square.
         momentum: the momentum factor.
-        l2: adds ``l2 * p`` to the gradient (classic, coupled weight decay).
-        l1: adds ``l1 * sign(p)`` to the gradient.
+        lr, l2, l1: as for ``adam``.
 
     Returns:
-        An ``Optimizer`` over float32/float64 params (numpy or CUDA device).
-
-    Raises:
-        ValueError: a learning rate that is neither a positive number nor a callable.
+        An ``Optimizer``; params and errors as for ``adam``.
 
     Example:
         >>> from dlkit import optim

@@ -19,7 +19,8 @@ from . import layers as L
 from . import nn
 from .layers.base import Layer
 
-ZooModel: TypeAlias = tuple[Layer, Callable[[NDArray[np.uint8]], NDArray[np.float32]], tuple[int, ...]]
+ZooModel: TypeAlias = tuple[Layer, Callable[[NDArray[np.uint8]], NDArray[np.float32]],
+                            tuple[int, ...]]
 """``(model, prepare, in_shape)``: what every entry of ``MODELS`` returns."""
 
 

@@ -386,9 +386,7 @@ def AvgPool2D(pool_size: Size = 2, stride: Size | None = None, padding: Size = 0
     """Average pooling over NCHW images: x (N, C, H, W) -> y (N, C, OH, OW), no params.
 
     Args:
-        pool_size: the window, an int or an (h, w) pair.
-        stride: defaults to ``pool_size``.
-        padding: at most half the window.
+        pool_size, stride, padding: as for ``MaxPool2D``.
         count_include_pad: padded zeros count towards the divisor (PyTorch's default);
             otherwise divide by the number of input elements in the window.
 
@@ -398,8 +396,7 @@ def AvgPool2D(pool_size: Size = 2, stride: Size | None = None, padding: Size = 0
     Example:
         >>> import numpy as np
         >>> from dlkit import layers as L
-        >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
-        >>> L.AvgPool2D(2).forward({}, x)[0]
+        >>> L.AvgPool2D(2).forward({}, np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))[0]
         array([[[[ 2.5,  4.5],
                  [10.5, 12.5]]]], dtype=float32)
     """

@@ -163,14 +163,12 @@ def LeakyRelu(alpha: float = 0.01) -> Layer:
         alpha: the slope for negative inputs.
 
     Returns:
-        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
-        numpy or CUDA device).
+        A ``Layer`` like ``Relu``'s: same shape and dtype out as in.
 
     Example:
         >>> import numpy as np
         >>> from dlkit import layers as L
-        >>> y, _ = L.LeakyRelu(0.1).forward({}, np.array([[-1.0, 0.0, 2.0]]))
-        >>> np.round(y, 4)
+        >>> np.round(L.LeakyRelu(0.1).forward({}, np.array([[-1.0, 0.0, 2.0]]))[0], 4)
         array([[-0.1,  0. ,  2. ]])
     """
     return _elementwise(f"LeakyRelu({alpha})", K.LEAKY_RELU, float(alpha))
@@ -180,14 +178,12 @@ def Sigmoid() -> Layer:
     """Logistic sigmoid ``y = 1 / (1 + exp(-x))``, elementwise, any shape, no params.
 
     Returns:
-        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
-        numpy or CUDA device).
+        A ``Layer`` like ``Relu``'s: same shape and dtype out as in.
 
     Example:
         >>> import numpy as np
         >>> from dlkit import layers as L
-        >>> y, _ = L.Sigmoid().forward({}, np.array([[-1.0, 0.0, 2.0]]))
-        >>> np.round(y, 4)
+        >>> np.round(L.Sigmoid().forward({}, np.array([[-1.0, 0.0, 2.0]]))[0], 4)
         array([[0.2689, 0.5   , 0.8808]])
     """
     return _elementwise("Sigmoid", K.SIGMOID)
@@ -197,14 +193,12 @@ def Tanh() -> Layer:
     """Hyperbolic tangent ``y = tanh(x)``, elementwise, any shape, no params.
 
     Returns:
-        A ``Layer`` whose forward keeps the input's shape and dtype (float32 or float64,
-        numpy or CUDA device).
+        A ``Layer`` like ``Relu``'s: same shape and dtype out as in.
 
     Example:
         >>> import numpy as np
         >>> from dlkit import layers as L
-        >>> y, _ = L.Tanh().forward({}, np.array([[-1.0, 0.0, 2.0]]))
-        >>> np.round(y, 4)
+        >>> np.round(L.Tanh().forward({}, np.array([[-1.0, 0.0, 2.0]]))[0], 4)
         array([[-0.7616,  0.    ,  0.964 ]])
     """
     return _elementwise("Tanh", K.TANH)

@@ -413,36 +413,26 @@ def LSTM(units: int, return_sequences: bool = False, return_state: bool = False,
     """Long short-term memory, gate order i, f, g, o (PyTorch's nn.LSTM cell).
 
     Args:
-        units: H, the state size.
-        return_sequences: return every step's output (B, T, H) instead of the last (B, H).
-        return_state: return ``(output, final_state)``.
-        reverse: run from the last step to the first.
-        W_init, U_init, b_init: initialiser names from ``dlkit.init`` or functions, applied
-            gate by gate to W (F, G*H) and U (H, G*H), and to b (G*H,).
+        units, return_sequences, return_state, reverse, W_init, U_init, b_init: as for
+            ``SimpleRNN``.
         unit_forget_bias: start the forget gate's bias at 1 (as Keras).
 
     params: ``W`` (F, 4H), ``U`` (H, 4H), ``b`` (4H,).  The state is the pair (h, c), each
     (B, H).
 
     Returns:
-        A ``RecurrentLayer`` (a ``Layer``).  Input ``x`` (B, T, F) float32/float64, a
-        ``Padded`` batch, or ``(inputs, state)``; see the module docstring for the outputs,
-        ragged batches and states.
-
-    Raises:
-        ValueError: bad settings here; a bad input shape in ``init``; mismatched shapes,
-            dtypes or lengths in ``forward``/``backward``.
+        A ``RecurrentLayer``; inputs, outputs and errors as for ``SimpleRNN``.
 
     Example:
         >>> import numpy as np
         >>> from dlkit import layers as L, random
-        >>> rnn = L.LSTM(4)
-        >>> out_shape, params = rnn.init(random.key(0), (5, 3))     # (T, F)
-        >>> out_shape, {k: v.shape for k, v in params.items()}
-        ((4,), {'W': (3, 16), 'U': (4, 16), 'b': (16,)})
-        >>> h, cache = rnn.forward(params, np.zeros((2, 5, 3), np.float32))
-        >>> h.shape
-        (2, 4)
+        >>> lstm = L.LSTM(4, return_sequences=True, return_state=True)
+        >>> _, params = lstm.init(random.key(0), (5, 3))            # (T, F)
+        >>> {k: v.shape for k, v in params.items()}
+        {'W': (3, 16), 'U': (4, 16), 'b': (16,)}
+        >>> (seq, (h, c)), cache = lstm.forward(params, np.zeros((2, 5, 3), np.float32))
+        >>> seq.shape, h.shape, c.shape
+        ((2, 5, 4), (2, 4), (2, 4))
     """
     config = dict(units=units, return_sequences=return_sequences, return_state=return_state,
                   reverse=reverse, unit_forget_bias=unit_forget_bias, W_init=W_init,
@@ -457,34 +447,23 @@ def GRU(units: int, return_sequences: bool = False, return_state: bool = False,
     """Gated recurrent unit, gate order r, z, n (PyTorch's nn.GRU cell, reset after U).
 
     Args:
-        units: H, the state size.
-        return_sequences: return every step's output (B, T, H) instead of the last (B, H).
-        return_state: return ``(output, final_state)``.
-        reverse: run from the last step to the first.
-        W_init, U_init, b_init: initialiser names from ``dlkit.init`` or functions, applied
-            gate by gate to W (F, G*H) and U (H, G*H), and to b (G*H,).
+        units, return_sequences, return_state, reverse, W_init, U_init, b_init: as for
+            ``SimpleRNN``.
 
     params: ``W`` (F, 3H), ``U`` (H, 3H), ``b`` (3H,) and ``bh`` (3H,), the recurrent bias
     (PyTorch's b_hh).
 
     Returns:
-        A ``RecurrentLayer`` (a ``Layer``).  Input ``x`` (B, T, F) float32/float64, a
-        ``Padded`` batch, or ``(inputs, state)``; see the module docstring for the outputs,
-        ragged batches and states.
-
-    Raises:
-        ValueError: bad settings here; a bad input shape in ``init``; mismatched shapes,
-            dtypes or lengths in ``forward``/``backward``.
+        A ``RecurrentLayer``; inputs, outputs and errors as for ``SimpleRNN``.
 
     Example:
         >>> import numpy as np
         >>> from dlkit import layers as L, random
-        >>> rnn = L.GRU(4)
-        >>> out_shape, params = rnn.init(random.key(0), (5, 3))     # (T, F)
-        >>> out_shape, {k: v.shape for k, v in params.items()}
-        ((4,), {'W': (3, 12), 'U': (4, 12), 'b': (12,), 'bh': (12,)})
-        >>> h, cache = rnn.forward(params, np.zeros((2, 5, 3), np.float32))
-        >>> h.shape
+        >>> gru = L.GRU(4, reverse=True)                            # last step to first
+        >>> _, params = gru.init(random.key(0), (5, 3))
+        >>> sorted((k, v.shape) for k, v in params.items())
+        [('U', (4, 12)), ('W', (3, 12)), ('b', (12,)), ('bh', (12,))]
+        >>> gru.forward(params, np.zeros((2, 5, 3), np.float32))[0].shape
         (2, 4)
     """
     config = dict(units=units, return_sequences=return_sequences, return_state=return_state,
