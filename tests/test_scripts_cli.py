@@ -179,3 +179,11 @@ def test_console_behaviour_of_a_bad_text_path(tmp_path):
     assert r.stderr.splitlines() == [
         "error: --text missing.txt: no such file, and not a known corpus (tinyshakespeare); "
         "give the path of a UTF-8 text file or a corpus name"], r.stderr
+
+
+def test_tensorboard_flag_without_the_extra_is_a_one_line_error(fake_mnist, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setattr(logs, "tensorboard_available", lambda: False)
+    msg = _error(train_mnist.main, ["--epochs", "1", "--out", str(tmp_path / "o"), "--quiet",
+                                    "--tensorboard"])
+    assert "pip install 'dlkit[tensorboard]'" in msg and "drop --tensorboard" in msg

@@ -72,7 +72,7 @@ def main(argv=None):
     import numpy as np
 
     import dlkit
-    from dlkit import data, distributed, metrics, optim, random, runs, train, tree
+    from dlkit import data, distributed, logs, metrics, optim, random, runs, train, tree
     from dlkit.zoo import DEFAULT_BATCH, DEFAULT_LR, MODELS
 
     try:
@@ -82,6 +82,8 @@ def main(argv=None):
                                                  progress=not args.quiet)
     except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
         sys.exit(runs.error_message(e))
+    if args.tensorboard and not logs.tensorboard_available():
+        sys.exit(f"error: {logs.TENSORBOARD_HINT} (or drop --tensorboard)")
     if args.train_subset:
         xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
     key = random.key(args.seed)
