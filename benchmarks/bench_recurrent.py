@@ -118,10 +118,9 @@ class IMDbStep:
 
     def setup(self):
         pin_threads()
-        sys.path.insert(0, str(ROOT / "scripts"))
-        import train_imdb
-        from dlkit import losses, nn, optim, random
-        args = train_imdb.parse_args([])
+        from dlkit import losses, nn, optim, random, runs
+        from dlkit.cli import train_imdb
+        args = runs.defaults(train_imdb.parse_args([]), train_imdb.SETTINGS)
         self.model = train_imdb.build_model(args)
         self.prepare = train_imdb.make_prepare(True)
         _, self.params = self.model.init(random.key(0), (200,))

@@ -105,12 +105,9 @@ def _imdb_batch(seed=0):
 
 
 def _imdb_dlkit():
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_imdb
-    from dlkit import optim, random
-    args = train_imdb.parse_args([])
+    from dlkit import optim, random, runs
+    from dlkit.cli import train_imdb
+    args = runs.defaults(train_imdb.parse_args([]), train_imdb.SETTINGS)
     model = train_imdb.build_model(args)
     _, params = model.init(random.key(0), (args.maxlen,))
     return model, train_imdb.make_prepare(True), params, optim.adam(args.lr), args.clip
@@ -172,11 +169,8 @@ def imdb_step_torch(setting):
 
 def _imdb_ids():
     """The IMDb training reviews as scripts/train_imdb.py prepares them: (25000, 200) ids."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import train_imdb
     from dlkit import data
+    from dlkit.cli import train_imdb
     (texts, y), _ = data.load_imdb(progress=False)
     vocab = data.Vocabulary.build((data.tokenize(t) for t in texts), 10000)
     return train_imdb.encode(texts, vocab, 200), y

@@ -168,6 +168,23 @@ def read(folder: str | os.PathLike, script: str) -> dict[str, Any]:
     return run["settings"]
 
 
+def defaults(args: argparse.Namespace, settings: dict[str, Any]) -> argparse.Namespace:
+    """``args`` with every run setting the command line did not give set to its default: the
+    settings of a fresh run, for code that builds a script's model without running it (the
+    benchmarks).  Returns ``args``.
+
+    Example:
+        >>> import argparse
+        >>> args = defaults(argparse.Namespace(units=64), {"units": 100, "lr": 1e-3})
+        >>> args.units, args.lr
+        (64, 0.001)
+    """
+    for dest, default in settings.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, default)
+    return args
+
+
 def resolve(args: argparse.Namespace, script: str, settings: dict[str, Any], *,
             default_out: str | os.PathLike | Callable[[argparse.Namespace], Any],
             changeable: Iterable[str] = ()) -> Path:
