@@ -87,7 +87,16 @@ def same_dtype(what, **arrays):
 
 
 def params(p, names, what):
-    """p must be a dict with exactly the keys ``names``, each a float array."""
+    """p must be a dict with exactly the keys ``names``, each a float array of at most
+    MAX_ELEMENTS elements.  Every layer call checks its params, so the common case (numpy
+    arrays, all fine) takes one pass with no allocation."""
+    if type(p) is dict and len(p) == len(names):
+        for n in names:
+            a = p.get(n)
+            if type(a) is not np.ndarray or a.dtype.type not in FLOATS or a.size > MAX_ELEMENTS:
+                break
+        else:
+            return
     if not isinstance(p, dict):
         raise TypeError(f"{what}: params must be a dict, got {type(p).__name__}")
     missing = [n for n in names if n not in p]
