@@ -314,3 +314,39 @@ print("ok")
                        timeout=300, env=env)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), \
         f"rc {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+
+
+def test_backward_errors_name_what_was_expected_and_received():
+    """In process (the fuzz runs in subprocesses), so docs/errors.md lists these messages."""
+    from dlkit import layers as L, random
+    x = np.ones((4, 16), np.float32)
+    dense = L.Dense(8)
+    _, p = dense.init(random.key(0), (16,))
+    y, c = dense.forward(p, x)
+    with pytest.raises(ValueError, match=r"Dense\(8\) backward W: expected shape \(16, 8\) "
+                                         r"and dtype float32 .*got shape \(32, 8\)"):
+        dense.backward({**p, "W": np.ones((32, 8), np.float32)}, c, y)
+    with pytest.raises(TypeError, match=r"expected the cache its forward returned \(a tuple "
+                                        r"of 2\), got a list of 2"):
+        dense.backward(p, list(c), y)
+    lstm = L.LSTM(5)
+    _, p = lstm.init(random.key(0), (4, 3))
+    y, c = lstm.forward(p, np.ones((2, 4, 3), np.float32))
+    kc = list(c[0])
+    kc[1] = kc[1][:-1]
+    with pytest.raises(ValueError, match=r"LSTM\(5\) backward cache acts: expected shape "
+                                         r"\(8, 20\)"):
+        lstm.backward(p, (kc,) + c[1:], y)
+    emb = L.Embedding(10, 3)
+    _, p = emb.init(random.key(0), (2,))
+    y, c = emb.forward(p, np.array([[1, 2]]))
+    c[0][0, 1] = 10
+    with pytest.raises(ValueError, match=r"token id 10 at sequence 0, step 1 is outside the "
+                                         r"vocabulary \[0, 10\)"):
+        emb.backward(p, c, y)
+    pool = L.MaxPool2D(2)
+    y, c = pool.forward({}, np.ones((1, 1, 4, 4), np.float32))
+    c[2][0, 0, 1, 1] = 7
+    with pytest.raises(ValueError, match=r"argmax: value 7 at flat position 3 is outside "
+                                         r"\[0, 4\)"):
+        pool.backward({}, c, y)
