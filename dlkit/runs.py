@@ -105,8 +105,8 @@ def fraction(text: str) -> float:
 def output_flags(parser: argparse.ArgumentParser, *, data: str, default_out: str,
                  what: str = "") -> None:
     """Add the flags every training script shares: --data-dir (a folder holding ``data``),
-    --out (``default_out`` shown as its default) and --tensorboard (scalars ``what`` into
-    --out/tensorboard)."""
+    --out (``default_out`` shown as its default), --tensorboard (scalars ``what`` into
+    --out/tensorboard), --resume DIR and --overwrite (see ``resolve``)."""
     parser.add_argument("--data-dir", default=None,
                         help=f"folder holding {data}, searched before $DLKIT_DATA, "
                              "~/.cache/dlkit and /usr/share/datasets")
@@ -114,6 +114,12 @@ def output_flags(parser: argparse.ArgumentParser, *, data: str, default_out: str
     parser.add_argument("--tensorboard", action="store_true",
                         help=f"also write TensorBoard scalars{what} into --out/tensorboard "
                              "(needs the tensorboard extra: pip install 'dlkit[tensorboard]')")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run in DIR from its newest valid checkpoint, with its "
+                             "settings")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in --out even if it holds one (its files are "
+                             "removed)")
 
 
 def plural(n: int, word: str) -> str:

@@ -75,11 +75,6 @@ def parse_args(argv=None):
                         "the GPU (numba-cuda; NUMBA_ENABLE_CUDASIM=1 runs the simulator); "
                         "sampling runs on the CPU")
     runs.output_flags(t, data="tinyshakespeare/", default_out="runs/char_rnn")
-    t.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR from its newest valid checkpoint, with its "
-                        "settings")
-    t.add_argument("--overwrite", action="store_true",
-                   help="start a new run in --out even if it holds one (its files are removed)")
     t.add_argument("--sample-length", type=runs.nonnegative_int, default=300,
                    help="characters to sample at the end (0: none)")
     s = sub.add_parser("sample", help="sample text from a trained model",

@@ -84,10 +84,6 @@ def parse_args(argv=None):
                    help="Gibbs steps in the top RBM for the samples PNG")
     runs.output_flags(p, data="<dataset>/", default_out="runs/dbn-<dataset>",
                       what=" of the fine-tuning")
-    p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR from its checkpoints, with its settings")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in --out even if it holds one (its files are removed)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],

@@ -63,11 +63,6 @@ def parse_args(argv=None):
     runs.setting(p, SETTINGS, "--train-subset", None, type=runs.positive_int, metavar="N",
                  default_text="all 25,000", help="train on N reviews only (quick experiments)")
     runs.output_flags(p, data="aclImdb/ or aclImdb_v1.tar.gz", default_out="runs/imdb")
-    p.add_argument("--resume", default=None, metavar="DIR",
-                   help="resume the run in DIR from its newest valid checkpoint, with its "
-                        "settings")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in --out even if it holds one (its files are removed)")
     p.add_argument("--checkpoint-every", type=runs.positive_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps (default: only at epoch ends)")
     p.add_argument("--test-subset", type=runs.positive_int, default=None, metavar="N",

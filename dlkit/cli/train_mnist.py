@@ -52,11 +52,6 @@ def parse_args(argv=None):
                  default_text="all",
                  help="train on the first N training images only (quick experiments)")
     runs.output_flags(p, data="<dataset>/", default_out="runs/<dataset>-<model>")
-    p.add_argument("--resume", default=None, metavar="DIR",
-                   help="resume the run in DIR from its newest valid checkpoint, with its "
-                        "settings")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in --out even if it holds one (its files are removed)")
     p.add_argument("--checkpoint-every", type=runs.positive_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps (default: only at epoch ends)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
