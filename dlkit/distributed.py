@@ -168,8 +168,16 @@ def _abort_hook(kind, value, tb):
     text = f"error: {value}\n" if issubclass(kind, DistributedError) else \
         "".join(traceback.format_exception(kind, value, tb))
     sys.stderr.write(f"[rank {w.rank} of {w.size}] {text}")
+    _abort(w, 1)
+
+
+def _abort(w, code):
+    """Flush, give the launcher half a second to relay what this rank printed (MPICH's
+    mpiexec could drop it on a loaded machine when Abort came at once), then Abort."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    w.comm.Abort(1)
+    time.sleep(0.5)
+    w.comm.Abort(code)
 
 
 def setup() -> World:
@@ -213,9 +221,8 @@ def run(main: Callable[..., Any], *args: Any) -> Any:
             raise
         if w.rank:
             time.sleep(1.0)
-        print(e.code if isinstance(e.code, str) else f"exit status {e.code}",
-              file=sys.stderr, flush=True)
-        w.comm.Abort(e.code if isinstance(e.code, int) else 1)
+        print(e.code if isinstance(e.code, str) else f"exit status {e.code}", file=sys.stderr)
+        _abort(w, e.code if isinstance(e.code, int) else 1)
 
 
 def barrier() -> None:

@@ -171,6 +171,6 @@ def test_train_mnist_under_mpiexec_writes_one_run_from_rank0(mpiexec, data_dir, 
     assert p.returncode == 0, p.stdout[-3000:]
     assert p.stdout.count("test accuracy") == 1 and p.stdout.count("epoch 1/1") == 1
     assert sorted(x.name for x in (tmp_path / "run").iterdir()) == \
-        ["checkpoints", "history.json", "run.json"]
+        ["checkpoints", "history.csv", "history.json", "run.json"]
     p = launch(mpiexec, 2, *args, script=script)
     assert p.returncode != 0 and p.stdout.count("already holds a run") == 1, p.stdout[-2000:]
