@@ -230,7 +230,7 @@ def test_corpus_of_damaged_roots(tmp_path, damage):
 
 
 def test_latest_naming_a_folder_outside_the_root(tmp_path):
-    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root, elsewhere = tmp_path / "ckpt", tmp_path / "elsewhere"
     three(root)
     params, st = state(9)
     C.save(elsewhere, 9, params, st)
@@ -241,7 +241,7 @@ def test_latest_naming_a_folder_outside_the_root(tmp_path):
 
 
 def test_step_folder_symlink_is_neither_loaded_nor_pruned(tmp_path):
-    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root, elsewhere = tmp_path / "ckpt", tmp_path / "elsewhere"
     three(root)
     params, st = state(9)
     target = C.save(elsewhere, 99, params, st)
@@ -255,7 +255,7 @@ def test_step_folder_symlink_is_neither_loaded_nor_pruned(tmp_path):
 
 
 def test_stale_latest_tmp_symlink_is_not_written_through(tmp_path):
-    root, victim = tmp_path / "root", tmp_path / "victim.txt"
+    root, victim = tmp_path / "ckpt", tmp_path / "victim.txt"
     victim.write_text("precious")
     root.mkdir()
     (root / "LATEST.tmp").symlink_to(victim)

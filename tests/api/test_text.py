@@ -130,18 +130,18 @@ def test_read_imdb_folder(tmp_path):
 def test_find_imdb_lookup_and_checksums(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("DLKIT_DATA", raising=False)
-    monkeypatch.setattr(text, "search_roots", lambda d=None: [tmp_path / "root"])
-    (tmp_path / "root").mkdir()
+    monkeypatch.setattr(text, "search_roots", lambda d=None: [tmp_path / "store"])
+    (tmp_path / "store").mkdir()
     # an archive whose checksum matches no known IMDb archive is skipped, with the reason
-    _archive(tmp_path / "root" / "aclImdb.tar.gz")
+    _archive(tmp_path / "store" / "aclImdb.tar.gz")
     with pytest.raises(data.DataNotFoundError, match="matches no known IMDb archive"):
         text.find_imdb(download_ok=False)
     # an extracted folder is used as it is
     for name, body in REVIEWS.items():
-        p = tmp_path / "root" / "imdb" / name
+        p = tmp_path / "store" / "imdb" / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(body)
-    assert text.find_imdb(download_ok=False) == tmp_path / "root" / "imdb" / "aclImdb"
+    assert text.find_imdb(download_ok=False) == tmp_path / "store" / "imdb" / "aclImdb"
     (train_x, train_y), (test_x, test_y) = data.load_imdb(download_ok=False)
     assert len(train_x) == 3 and test_y.tolist() == [0, 1]
 

@@ -31,7 +31,7 @@ OK, WHY = device.available()
 if "cannot be imported" in WHY:
     SKIP = 'numba-cuda is not installed (pip install -e ".[test]")'
 else:
-    SKIP = "no CUDA GPU; NUMBA_ENABLE_CUDASIM=1 runs these in the simulator (tests/run_all.sh)"
+    SKIP = "no CUDA GPU; NUMBA_ENABLE_CUDASIM=1 runs these in the simulator (the README's test command)"
 
 
 class _Unavailable(pytest.Module):
