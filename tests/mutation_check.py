@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # name: (file, old text, new text, pytest arguments)
 MUTATIONS = {
     "lstm-swap-g-o-gates": (
-        "kernels/cpu/recurrent.py", "_u2, _u3 = _u(2), _u(3)", "_u2, _u3 = _u(3), _u(2)",
+        "kernels/cpu/recurrent_lstm.py", "_u2, _u3 = _u(2), _u(3)", "_u2, _u3 = _u(3), _u(2)",
         ["tests/kernels/test_recurrent.py", "-k", "lstm"]),
     "dense-drop-bias-grad": (
         "kernels/cpu/dense.py", "db[j] += g[n, j]", "db[j] += 0 * g[n, j]",
