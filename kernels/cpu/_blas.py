@@ -7,8 +7,9 @@ transposed copy, ``acc += h @ U`` in a recurrence, ``dW = x.T @ g / N``.  ``gemm
 same BLAS as ``np.dot`` (scipy's, through Numba's ``numba_xxgemm`` helper; ``import dlkit``
 pins it to one thread, the kernels split the work across ``prange`` themselves).
 
-These are the only njit helpers shared across kernel files.  Numba's on-disk cache is invalidated
-only by edits to a kernel's own file, so after editing this file clear the caches
+Like ``_conv_common.py`` and ``_recurrent_common.py``, this file holds njit helpers shared
+across kernel files.  Numba's on-disk cache is invalidated only by edits to a kernel's own
+file, so after editing this file clear the caches
 (``find kernels -name __pycache__ -exec rm -rf {} +``).
 """
 import ctypes

@@ -32,7 +32,7 @@ so results are bit-identical run to run and across thread counts.
 import numpy as np
 from numba import njit, prange
 
-# Hot loops index flat views with np.uint64 offsets (see kernels/cpu/conv.py, "Loop style"):
+# Hot loops index flat views with np.uint64 offsets (see kernels/cpu/_conv_common.py, "Loop style"):
 # per-row slices and signed indices cost more than the work of a short row.
 U = np.uint64
 _1, _2, _3 = U(1), U(2), U(3)      # a bare literal would make an unsigned expression signed
