@@ -39,7 +39,7 @@ Example:
     >>> loss < 0.05
     True
 
-Importing dlkit does three things to the process, all documented in the README:
+Importing dlkit does four things to the process, all documented in the README:
 
 * it checks that the top-level ``kernels`` package is dlkit's own (another PyPI package has the
   same name) and fails with instructions if it is not;
@@ -47,6 +47,9 @@ Importing dlkit does three things to the process, all documented in the README:
   across Numba's thread pool itself; a multi-threaded BLAS called between parallel Numba regions
   is starved by the spinning OpenMP workers (8.5 ms instead of 0.16 ms for a dense step here).
   Call ``dlkit.blas_threads(n)`` to undo it for your own numpy work;
+* it chooses Numba's threading layer (TBB where installed) and, for OpenMP, passive waiting,
+  unless you chose them (``dlkit.threads``; ``python -m dlkit info`` prints the choice): with
+  OpenMP's default spinning, competing processes made a training step up to 44x slower;
 * with glibc, it tunes malloc (``malloc_tuning``) so that the arrays a training step allocates
   reuse freed heap memory instead of fresh mmaps whose every page faults on first touch (the
   Adam update of a 100k-weight layer: 254 us with glibc's defaults, 77 us tuned).  Set
@@ -121,6 +124,8 @@ def malloc_tuning(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30)
 
 
 _check_kernels()
+from . import threads  # noqa: E402
+threads.configure()
 blas_threads(1)
 malloc_tuning()
 
