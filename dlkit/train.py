@@ -14,11 +14,13 @@ the step are kept, no checkpoint is written).  batch_size < 1, epochs < 0 and an
 training set are ValueErrors, raised before any work.  The batch order of epoch e is
 ``data.permutation(fold_in(key, EPOCH_SALT + e), n)``.  Checkpoints (``dlkit.checkpoint``)
 store params, optimizer state, the step, epoch, batch and running epoch sums, so a run resumed
-from __future__ import annotations
-
 from any checkpoint ends bit for bit where an uninterrupted run with the same seed ends.
 
 ``evaluate(model, params, X, Y, loss_fn=..., prepare=...)`` -> (loss, accuracy, predictions).
+``predict(model, params, X, prepare=...)`` -> the model's outputs (eval mode), batch by batch.
+``fit(..., augment=fn)``: each training batch becomes ``fn(prepare(xb), key)`` (see
+``dlkit.data.augment``); ``fit(..., callbacks=[...])``: ``Callback`` objects called after each
+step and epoch, which may stop the run.
 
 Data-parallel training: launched under ``mpiexec -n N`` (``dlkit.distributed``), every rank
 calls fit with the same arguments; fit checks that the ranks agree (data size, sample shape,
@@ -40,9 +42,11 @@ the device; per step the host reads back the loss, a one-byte finiteness flag of
 gradients and the outputs for the accuracy; checkpoints are written from host copies, and
 the result's params and optimizer state stay on the device.
 """
+from __future__ import annotations
+
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +59,50 @@ from .data import batching
 from .random import Key, fold_in
 
 EPOCH_SALT = 1 << 20
+AUGMENT_SALT = 1 << 40
+"""The augmentation key of step s is ``fold_in(key, AUGMENT_SALT + s)``: distinct from the
+dropout keys ``fold_in(key, s)`` (s < 2**40) and the epoch orders ``fold_in(key, EPOCH_SALT +
+e)``."""
+
+
+class Callback:
+    """Base class for ``fit``'s callbacks (optional: any object with either method works).
+
+    ``on_step_end(step, logs)`` runs after each optimizer step: ``step`` is the 0-based index
+    of the step just taken (as in fit's error messages), ``logs`` a dict with ``loss`` (the
+    batch's mean loss), ``accuracy`` (the batch's), ``lr`` (None where unknown), ``epoch``
+    (1-based) and ``batch`` (0-based, within the epoch).  ``on_epoch_end(epoch, logs)`` runs
+    after each epoch's validation: ``epoch`` is 1-based and ``logs`` the history row (the CSV's
+    columns).  Returning True from either stops training: after that step (a checkpoint of it is
+    written when checkpoint_dir is set, so the checkpoint and the result agree) or after that
+    epoch (its usual epoch-end checkpoint).  Under MPI every rank calls its callbacks with the
+    same (allreduced) values, so a callback that decides from them alone stops every rank at the
+    same step.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, nn, optim, random, train
+        >>> class StopBelow(train.Callback):
+        ...     def on_step_end(self, step, logs):
+        ...         return logs["loss"] < 0.5
+        >>> X = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+        >>> Y = (X[:, 0] > 0).astype(np.int64)
+        >>> model = nn.serial(("fc", L.Dense(2)))
+        >>> _, params = model.init(random.key(0), (2,))
+        >>> r = train.fit(model, params, optim.adam(0.1), (X, Y), key=random.key(1), epochs=50,
+        ...               batch_size=16, callbacks=[StopBelow()], progress=False,
+        ...               log=lambda msg: None)
+        >>> len(r.history["epoch"]) < 50
+        True
+    """
+
+    def on_step_end(self, step: int, logs: dict) -> bool | None:
+        """After step ``step`` (0-based); return True to stop.  The base does nothing."""
+        return None
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool | None:
+        """After epoch ``epoch`` (1-based) with its history row; return True to stop."""
+        return None
 
 
 class FitResult(NamedTuple):
@@ -125,6 +173,56 @@ def evaluate(model: nn.Layer, params: dict, X: NDArray, Y: NDArray, *,
     return total / max(1, len(X)), float(np.mean(preds == np.asarray(Y).reshape(-1))), preds
 
 
+def predict(model: nn.Layer, params: dict, X: NDArray, *, batch_size: int = 1000,
+            prepare: Callable[[NDArray], NDArray] | None = None) -> NDArray:
+    """The outputs of ``model`` for X in eval mode (``train=False``: no dropout), computed
+    ``batch_size`` rows at a time and concatenated on the host: what ``model.forward(params,
+    prepare(X[i:j]), train=False)`` gives batch by batch, bit for bit.
+
+    Args:
+        model: a ``Layer``.
+        params: its params (numpy, or on the device: each batch is copied up and its outputs
+            copied back, as in ``evaluate``).
+        X: (N, ...) inputs, no labels.
+        batch_size: rows per forward pass, an int >= 1 (the last batch may be smaller).
+        prepare: ``fn(X[i:j]) -> model input``.
+
+    Returns:
+        (N, ...) host array of outputs (e.g. (N, C) logits; ``predictions`` turns them into
+        labels).
+
+    Raises:
+        ValueError: a batch_size that is not an int >= 1, or an empty X (0 rows: the output's
+            trailing shape is not known without a forward pass).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, nn, random, train
+        >>> model = nn.serial(("fc", L.Dense(3)), ("drop", L.Dropout(0.5)))
+        >>> _, params = model.init(random.key(0), (4,))
+        >>> X = np.ones((10, 4), np.float32)
+        >>> out = train.predict(model, params, X, batch_size=4)
+        >>> out.shape, bool((out == model.forward(params, X, train=False)[0]).all())
+        ((10, 3), True)
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+            or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+    if len(X) == 0:
+        raise ValueError("predict: X is empty (0 samples); expected at least one row")
+    forward = model.forward
+    on_dev = device.on_device_tree(params)
+    outs = []
+    for i in range(0, len(X), batch_size):
+        x = X[i:i + batch_size]
+        x = prepare(x) if prepare else x
+        if on_dev:
+            x = device.to_device(x)
+        out, _ = forward(params, x, train=False)
+        outs.append(np.asarray(device.to_host(out)))
+    return np.concatenate(outs)
+
+
 def _check_finite(loss, grads, step, epoch, batch):
     bad = None
     if not np.isfinite(loss):
@@ -171,7 +269,9 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         monitor: str = "val_accuracy", progress: bool = True,
         log: Callable[[str], Any] = print, max_steps: int | None = None,
         csv_log: str | os.PathLike | None = None,
-        tensorboard_dir: str | os.PathLike | None = None) -> FitResult:
+        tensorboard_dir: str | os.PathLike | None = None,
+        augment: Callable[[NDArray, Key], NDArray] | None = None,
+        callbacks: Sequence[Any] = ()) -> FitResult:
     """Train ``model`` (a Layer) from ``params`` with optimizer ``opt`` on ``train = (X, Y)``.
 
     val: (X, Y) evaluated after each epoch.  grad_transform: fn(grads) -> grads applied before
@@ -180,6 +280,14 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     newest valid checkpoint in checkpoint_dir (a fresh start if there is none).
     early_stopping: patience in epochs on ``monitor`` (higher is better for *accuracy*, lower
     for *loss*).  max_steps: stop after that many steps in total (for tests and profiling).
+
+    augment: fn(x, key) -> x (e.g. ``dlkit.data.crop_and_flip(2)``) applied to each training
+    batch after ``prepare``, on the host, with the key ``fold_in(key, AUGMENT_SALT + step)``
+    (under MPI ``fold_in`` of that with the rank), a stream apart from the dropout keys and the
+    epoch orders, so a resumed run augments exactly as an uninterrupted one.  Validation and
+    ``evaluate`` never see it.  callbacks: ``Callback``-like objects whose ``on_step_end(step,
+    logs)`` / ``on_epoch_end(epoch, logs)`` (either optional) run after each step and epoch;
+    one returning True stops the run (see ``Callback`` for the logs and the stop rule).
 
     Logs, written as the run goes (rank 0 only under MPI): ``log`` gets a line per epoch and,
     once the first steps have been timed, the run's expected duration when it is over 30 s.
@@ -226,6 +334,16 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"fit: {name} must be an int >= {low}, got {value!r}")
+    for cb in callbacks:
+        if not (callable(getattr(cb, "on_step_end", None))
+                or callable(getattr(cb, "on_epoch_end", None))):
+            raise TypeError(f"fit: a callback needs an on_step_end or on_epoch_end method, got "
+                            f"{cb!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"fit: augment must be a function fn(x, key) -> x, got {augment!r}")
+    step_cbs = [cb.on_step_end for cb in callbacks if callable(getattr(cb, "on_step_end", None))]
+    epoch_cbs = [cb.on_epoch_end for cb in callbacks
+                 if callable(getattr(cb, "on_epoch_end", None))]
     step_fn = nn.value_and_grad(model, loss_fn)
     on_dev = device.on_device_tree(params)
     opt_state = opt.init(params) if opt_state is None else opt_state
@@ -301,6 +419,10 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 xb, yb = X[mine], Y[mine]
                 if len(mine):
                     x = prepare(xb) if prepare else xb
+                    if augment is not None:
+                        aug_key = fold_in(key, AUGMENT_SALT + step)
+                        x = augment(x, aug_key if world.size == 1 else
+                                    fold_in(aug_key, world.rank))
                     yd = yb
                     if on_dev:
                         x, yd = device.to_device((x, yb))
@@ -342,9 +464,18 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 if start_batch % 20 == 0:
                     bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}",
                                     acc=f"{sums[1] / sums[2]:.4f}", refresh=False)
-                if checkpoint_every and step % checkpoint_every == 0 \
-                        and start_batch < n_per_epoch:
+                saved = bool(checkpoint_every and step % checkpoint_every == 0
+                             and start_batch < n_per_epoch)
+                if saved:
                     save()
+                if step_cbs:
+                    info = dict(loss=float(loss), accuracy=correct / rows, lr=lr,
+                                epoch=epoch + 1, batch=start_batch - 1)
+                    if any([bool(f(step - 1, dict(info))) for f in step_cbs]):
+                        stop = True
+                        if start_batch < n_per_epoch and not saved:
+                            save()          # the checkpoint agrees with the result
+                        break
                 if max_steps is not None and step >= max_steps:
                     stop = True
                     break
@@ -382,6 +513,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                     log(f"early stopping: {monitor} has not improved for {early_stopping} "
                         "epochs")
                     stop = True
+            if epoch_cbs and any([bool(f(epoch, dict(row))) for f in epoch_cbs]):
+                stop = True
             save()
         return FitResult(params, opt_state, history)
     finally:

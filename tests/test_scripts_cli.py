@@ -187,3 +187,25 @@ def test_tensorboard_flag_without_the_extra_is_a_one_line_error(fake_mnist, tmp_
     msg = _error(train_mnist.main, ["--epochs", "1", "--out", str(tmp_path / "o"), "--quiet",
                                     "--tensorboard"])
     assert "pip install 'dlkit[tensorboard]'" in msg and "drop --tensorboard" in msg
+
+
+def test_augment_flag_trains_cnn_on_augmented_batches(fake_mnist, tmp_path, capsys):
+    import json
+    args = ["--model", "cnn", "--epochs", "1", "--batch-size", "8", "--quiet", "--no-plots"]
+    train_mnist.main([*args, "--out", str(tmp_path / "plain")])
+    train_mnist.main([*args, "--augment", "--out", str(tmp_path / "aug")])
+    assert "augment: crop 2 + flip" in capsys.readouterr().out
+    plain, aug = (json.loads((tmp_path / d / "history.json").read_text())
+                  for d in ("plain", "aug"))
+    assert aug["augment"] is True and plain["augment"] is False
+    run = json.loads((tmp_path / "aug" / "run.json").read_text())
+    assert run["settings"]["augment"] is True        # a run setting: --resume restores it
+    assert aug["params_sha256"] != plain["params_sha256"]
+
+
+@pytest.mark.parametrize("model", ["mlp", "lstm"])
+def test_augment_flag_refuses_non_image_models(fake_mnist, tmp_path, model):
+    with pytest.raises(SystemExit, match=rf"^error: --augment needs an image model .*: cnn or "
+                                         rf"cnn-deep, not {model}$"):
+        train_mnist.main(["--model", model, "--augment", "--out", str(tmp_path / "o"),
+                          "--quiet"])

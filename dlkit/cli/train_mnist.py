@@ -12,6 +12,9 @@ run refuses a folder holding another (use --resume DIR to continue it with its
 own settings, --overwrite to replace it, or another --out).  Data is looked for in
 --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
 
+--augment (cnn, cnn-deep) trains on randomly cropped (2 pixels of zero padding) and flipped
+batches (``dlkit.data.crop_and_flip``); validation and test images are left as they are.
+
 Data-parallel: ``mpiexec -n 2 python scripts/train_mnist.py ...`` trains with the same global
 --batch-size split across the ranks (dlkit.distributed); rank 0 prints and writes the run.
 """
@@ -51,6 +54,9 @@ def parse_args(argv=None):
     runs.setting(p, SETTINGS, "--train-subset", None, type=runs.positive_int, metavar="N",
                  default_text="all",
                  help="train on the first N training images only (quick experiments)")
+    runs.setting(p, SETTINGS, "--augment", False, action="store_true",
+                 help="augment each training batch: random crop with 2 pixels of zero padding "
+                      "and a random horizontal flip (image models cnn, cnn-deep only)")
     runs.output_flags(p, data="<dataset>/", default_out="runs/<dataset>-<model>")
     p.add_argument("--checkpoint-every", type=runs.positive_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps (default: only at epoch ends)")
@@ -73,6 +79,9 @@ def main(argv=None):
     try:
         out = runs.resolve(args, "train_mnist.py", SETTINGS,
                            default_out=lambda a: f"runs/{a.dataset}-{a.model}")
+        if args.augment and args.model not in ("cnn", "cnn-deep"):
+            sys.exit(f"error: --augment needs an image model whose input is (N, 1, 28, 28): cnn "
+                     f"or cnn-deep, not {args.model}")
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
     except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
@@ -105,14 +114,16 @@ def main(argv=None):
     print(f"dlkit {dlkit.__version__}: {args.model} on {args.dataset} "
           f"({len(xtr)} train / {len(xva)} val / {len(xte)} test), "
           f"{tree.size(params):,} params, {args.optimizer} lr={lr} ({args.schedule}), "
-          f"batch {args.batch_size}, seed {args.seed}, {args.device}")
+          f"batch {args.batch_size}, seed {args.seed}, {args.device}"
+          + (", augment: crop 2 + flip" if args.augment else ""))
     t0 = time.perf_counter()
     result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
                        epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
                        val=(xva, yva), checkpoint_dir=out / "checkpoints",
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
                        progress=not args.quiet, csv_log=out / "history.csv",
-                       tensorboard_dir=out / "tensorboard" if args.tensorboard else None)
+                       tensorboard_dir=out / "tensorboard" if args.tensorboard else None,
+                       augment=data.crop_and_flip(2) if args.augment else None)
     seconds = time.perf_counter() - t0
     if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
         return None

@@ -3,6 +3,7 @@
 Lookup order for every data set: ``data_dir`` / ``$DLKIT_DATA``, ``~/.cache/dlkit``,
 ``/usr/share/datasets``, then the published mirrors (see ``dlkit.data.store``).
 """
+from .augment import crop_and_flip, random_crop, random_flip  # noqa: F401
 from .batching import batches, n_batches, permutation, train_val_split  # noqa: F401
 from .mnist import CLASS_NAMES, load_mnist, read_idx  # noqa: F401
 from .store import (ChecksumError, DataNotFoundError, cache_dir, download, fetch,  # noqa: F401
