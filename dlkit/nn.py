@@ -6,6 +6,16 @@
     value_and_grad(model, loss_fn) -> fn(params, x, y, *, key=None) -> (loss, out, grads)
         forward in training mode, the loss, and backward in one call; loss_fn(out, y) returns
         (loss, dout) like the functions in dlkit.losses.
+
+Branching (tuples carry one value per branch, in init, forward and backward):
+
+    fan_out(n)                 x -> (x, ..., x); backward sums the n branch gradients
+    parallel(*layers)          (x0, x1, ...) -> (f0(x0), f1(x1), ...); named like serial
+    fan_in_sum()               (x0, x1, ...) -> x0 + x1 + ...
+    fan_in_concat(axis=-1)     (x0, x1, ...) -> concatenation along a per-example axis
+    residual(*layers, shortcut=None)
+                               x -> main(x) + shortcut(x); params {layer_name: ...} of the
+                               main path directly, plus "shortcut" when it has params
 """
 from __future__ import annotations
 
@@ -13,24 +23,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .layers.base import Layer
+from . import _check, device
+from .device import is_device_array
+from .layers.base import Layer, no_params
 from .random import fold_in
 
 
-def _named(layers):
+def _named(layers, what="serial"):
     named = []
     for i, item in enumerate(layers):
         name, layer = item if isinstance(item, tuple) and len(item) == 2 \
             and isinstance(item[0], str) else (str(i), item)
         if not isinstance(layer, Layer):
-            raise TypeError(f"serial: item {i} ({name!r}) is not a Layer: {type(layer).__name__}")
+            raise TypeError(f"{what}: item {i} ({name!r}) is not a Layer: {type(layer).__name__}")
         if "/" in name:
-            raise ValueError(f"serial: layer name {name!r} must not contain '/'")
+            raise ValueError(f"{what}: layer name {name!r} must not contain '/'")
         named.append((name, layer))
     names = [n for n, _ in named]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ValueError(f"serial: duplicate layer names {sorted(dup)}")
+        raise ValueError(f"{what}: duplicate layer names {sorted(dup)}")
     return named
 
 
@@ -40,6 +52,16 @@ def _in_layer(name, fn, *args, **kw):
         return fn(*args, **kw)
     except (ValueError, TypeError) as e:
         raise type(e)(f"layer {name!r}: {e}") from None
+
+
+def _check_params(params, named, what):
+    """params is a dict whose keys all name one of the (name, layer) pairs ``named``."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{what}: params must be a dict, got {type(params).__name__}")
+    extra = sorted(set(params) - {n for n, _ in named})
+    if extra:
+        raise ValueError(f"{what}: params has entries {extra} that match no layer; "
+                         f"layers are {[n for n, _ in named]}")
 
 
 def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
@@ -75,7 +97,6 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
         ((4, 8), (8, 16))
     """
     named = _named(layers)
-    names = {n for n, _ in named}
 
     def init(key, in_shape, dtype=np.float32):
         params, shape = {}, tuple(in_shape)
@@ -86,12 +107,7 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
         return shape, params
 
     def check_params(params, what):
-        if not isinstance(params, dict):
-            raise TypeError(f"{what}: params must be a dict, got {type(params).__name__}")
-        extra = sorted(set(params) - names)
-        if extra:
-            raise ValueError(f"{what}: params has entries {extra} that match no layer; "
-                             f"layers are {[n for n, _ in named]}")
+        _check_params(params, named, what)
 
     def forward(params, x, *, key=None, train=False):
         check_params(params, "serial")
@@ -119,6 +135,489 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
             if g:
                 grads[name] = g
         return dy, grads
+
+    return Layer(init, forward, backward)
+
+
+# -- branching: fan_out, parallel, fan_in_sum, fan_in_concat, residual ------------------------
+#
+# Conventions (DESIGN.md's layer contract, with tuples where a model branches): a branching
+# value is a Python tuple with one array per branch, in init (a tuple of shapes), in forward
+# (a tuple of arrays) and in backward (a tuple of gradients); lists are refused, so a shape
+# tuple and a tuple of shapes cannot be mistaken for each other.  Gradients of a value used
+# twice are summed in a fixed order (branch 0 + branch 1, then + branch 2, ...).  Arrays stay
+# where they are: host numpy arrays are combined with numpy, numba CUDA device arrays with the
+# device kernels behind dlkit.device.add / concat / split.
+
+
+def _tuple(v, n, what, items):
+    """v must be a tuple of n items (n None: one or more)."""
+    count = "one or more" if n is None else n
+    if type(v) is not tuple:
+        raise TypeError(f"{what}: expected a tuple of {count} {items}, got {_check.describe(v)}")
+    if len(v) == 0 or (n is not None and len(v) != n):
+        raise ValueError(f"{what}: expected a tuple of {count} {items}, got a tuple of {len(v)}")
+    return v
+
+
+def _shapes(in_shapes, n, what, nested=False):
+    """init's tuple of per-example input shapes, each a tuple of non-negative ints (or, with
+    nested, anything the branch's own init checks: a tuple of shapes for a branching one)."""
+    if type(in_shapes) in (tuple, list) and in_shapes and all(
+            isinstance(d, (int, np.integer)) for d in in_shapes):
+        raise TypeError(f"{what}: expected a tuple of input shapes (one per branch, as fan_out "
+                        f"or parallel give), got the single shape {tuple(in_shapes)}")
+    _tuple(in_shapes, n, what, "input shapes")
+    if nested:
+        return in_shapes
+    for i, s in enumerate(in_shapes):
+        if type(s) not in (tuple, list) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+                for d in s):
+            raise TypeError(f"{what}: input shape {i} must be a tuple of non-negative ints, "
+                            f"got {s!r}")
+    return tuple(tuple(int(d) for d in s) for s in in_shapes)
+
+
+def _on_device(arrays, what):
+    """True if every array is a device array, False if none is; TypeError when mixed."""
+    dev = [is_device_array(a) for a in arrays]
+    if any(dev) and not all(dev):
+        raise TypeError(f"{what}: mixed host (numpy) and device arrays (branches "
+                        f"{[i for i, d in enumerate(dev) if not d]} are on the host); move them "
+                        "all with dlkit.device.to_device or to_host")
+    return all(dev)
+
+
+def _same(arrays, names, what):
+    """Float arrays of one shape and dtype (ValueError/TypeError naming both that differ);
+    returns them C-contiguous."""
+    arrays = [_check.floating(a, f"{what}: {n}") for a, n in zip(arrays, names)]
+    _on_device(arrays, what)
+    for a, n in zip(arrays[1:], names[1:]):
+        if tuple(a.shape) != tuple(arrays[0].shape):
+            raise ValueError(f"{what}: {n} has shape {tuple(a.shape)} but {names[0]} has shape "
+                             f"{tuple(arrays[0].shape)}; expected one shape")
+        if a.dtype != arrays[0].dtype:
+            raise TypeError(f"{what}: {n} has dtype {a.dtype} but {names[0]} has dtype "
+                            f"{arrays[0].dtype}; expected one dtype")
+    return arrays
+
+
+def _sum(arrays):
+    """The sum in list order ((a0 + a1) + a2 ...), None entries skipped (None if all are)."""
+    total = None
+    for a in arrays:
+        if a is not None:
+            total = a if total is None else device.add(total, a)
+    return total
+
+
+def _gradients(dys, n, shape, dtype, what):
+    """backward's tuple of n gradients, each None or an array of the forward's shape/dtype."""
+    _tuple(dys, n, what, "gradients (one per branch)")
+    dys = [None if d is None else _check.array(d, shape, dtype, f"{what}: gradient {i}")
+           for i, d in enumerate(dys)]
+    _on_device([d for d in dys if d is not None], what)
+    return dys
+
+
+def fan_out(n: int) -> Layer:
+    """Send one input down ``n`` branches: ``x -> (x, x, ..., x)`` (references, not copies).
+
+    Args:
+        n: the number of branches (a positive int).
+
+    Returns:
+        A ``Layer``.  init maps ``in_shape`` to the tuple of ``n`` copies of it; forward
+        returns the tuple of ``n`` references to ``x`` (any array, host or device); backward
+        takes the tuple of ``n`` gradients (each of ``x``'s shape and dtype, or None for a
+        branch that gives none) and returns their sum, added in branch order, as ``dx``
+        (None with ``need_dx=False``).  No params.
+
+    Raises:
+        ValueError: ``n`` is not a positive int; backward's tuple has another length or a
+            gradient another shape than ``x``.
+        TypeError: backward gets something other than a tuple, or mixed host/device arrays.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import nn, random
+        >>> init, forward, backward = nn.fan_out(2)
+        >>> init(random.key(0), (3,))
+        (((3,), (3,)), {})
+        >>> ys, cache = forward({}, np.ones((1, 3)))
+        >>> len(ys), ys[0] is ys[1]
+        (2, True)
+        >>> backward({}, cache, (np.ones((1, 3)), np.full((1, 3), 2.0)))[0]
+        array([[3., 3., 3.]])
+    """
+    n = _check.positive_int(n, "fan_out: n")
+
+    def init(key, in_shape, dtype=np.float32):
+        return (tuple(in_shape),) * n, {}
+
+    def forward(params, x, *, key=None, train=False):
+        _check.params(params, (), "fan_out")
+        if not _check.is_array(x):
+            raise TypeError(f"fan_out: expected a numpy or device array, got {_check.describe(x)}")
+        return (x,) * n, (tuple(x.shape), x.dtype)
+
+    def backward(params, cache, dys, *, need_dx=True):
+        _check.params(params, (), "fan_out backward")
+        shape, dtype = _check.cache(cache, 2, "fan_out")
+        dys = _gradients(dys, n, shape, dtype, "fan_out backward")
+        return (_sum(dys) if need_dx else None), {}
+
+    return Layer(init, forward, backward)
+
+
+def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
+    """Apply one layer to each element of a tuple: ``(x0, x1, ...) -> (f0(x0), f1(x1), ...)``.
+
+    Args:
+        *layers: ``(name, layer)`` pairs or bare layers, named as in ``serial`` (by position
+            when bare; unique, no "/").
+
+    Returns:
+        A ``Layer`` taking and giving tuples of ``len(layers)``: init maps the tuple of input
+        shapes to the tuple of output shapes; params are ``{name: params}`` for the layers that
+        have params; forward gives each layer its own key folded from ``key`` (as ``serial``)
+        and returns the tuple of outputs and the tuple of caches; backward takes the tuple of
+        gradients and returns the tuple of input gradients (None with ``need_dx=False``).
+        A layer's validation error is prefixed with its name.
+
+    Raises:
+        TypeError: an item is not a Layer; an input, input shapes or gradients that are not
+            a tuple.
+        ValueError: no layers, duplicate names, a name with "/", or a tuple of another length.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, nn, random
+        >>> model = nn.parallel(("fc", L.Dense(4)), ("act", L.Relu()))
+        >>> model.init(random.key(0), ((3,), (2,)))[0]
+        ((4,), (2,))
+        >>> _, params = model.init(random.key(0), ((3,), (2,)))
+        >>> (a, b), caches = model.forward(params, (np.ones((5, 3), np.float32),
+        ...                                          -np.ones((5, 2), np.float32)))
+        >>> a.shape, float(b.max())
+        ((5, 4), 0.0)
+        >>> (dx0, dx1), grads = model.backward(params, caches, (np.ones_like(a), np.ones_like(b)))
+        >>> dx0.shape, dx1.shape, sorted(grads)
+        ((5, 3), (5, 2), ['fc'])
+    """
+    named = _named(layers, "parallel")
+    n = len(named)
+    if not n:
+        raise ValueError("parallel: expected at least one layer, got none")
+
+    def init(key, in_shapes, dtype=np.float32):
+        shapes, params, out = _shapes(in_shapes, n, "parallel", nested=True), {}, []
+        for i, (name, layer) in enumerate(named):
+            s, p = _in_layer(name, layer.init, fold_in(key, i), shapes[i], dtype)
+            out.append(tuple(s))
+            if p:
+                params[name] = p
+        return tuple(out), params
+
+    def forward(params, xs, *, key=None, train=False):
+        _check_params(params, named, "parallel")
+        _tuple(xs, n, "parallel", "inputs (one per layer)")
+        ys, caches = [], []
+        for i, (name, layer) in enumerate(named):
+            k = None if key is None else fold_in(key, i)
+            y, c = _in_layer(name, layer.forward, params.get(name, {}), xs[i], key=k, train=train)
+            ys.append(y)
+            caches.append(c)
+        return tuple(ys), tuple(caches)
+
+    def backward(params, caches, dys, *, need_dx=True):
+        _check_params(params, named, "parallel backward")
+        if type(caches) is not tuple or len(caches) != n:
+            raise TypeError(f"parallel backward: expected the tuple of {n} caches its forward "
+                            f"returned, got {_check.describe(caches)}")
+        _tuple(dys, n, "parallel backward", "gradients (one per layer)")
+        dxs, grads = [], {}
+        for i, (name, layer) in enumerate(named):
+            dx, g = _in_layer(name, layer.backward, params.get(name, {}), caches[i], dys[i],
+                              need_dx=need_dx)
+            dxs.append(dx)
+            if g:
+                grads[name] = g
+        return (tuple(dxs) if need_dx else None), grads
+
+    return Layer(init, forward, backward)
+
+
+def fan_in_sum() -> Layer:
+    """Merge branches by adding them: ``(x0, x1, ...) -> x0 + x1 + ...`` (in that order).
+
+    Returns:
+        A ``Layer``: init maps a tuple of equal shapes to that shape; forward takes a tuple of
+        float arrays of one shape and dtype (all on the host or all on the device) and returns
+        their sum; backward returns the tuple giving each input ``dy`` itself (references).
+        No params.
+
+    Raises:
+        TypeError: the input is not a tuple, holds a non-float array, or mixes dtypes or
+            host and device arrays.
+        ValueError: an empty tuple, or shapes that differ (both are named).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import nn, random
+        >>> init, forward, backward = nn.fan_in_sum()
+        >>> init(random.key(0), ((3,), (3,)))
+        ((3,), {})
+        >>> y, cache = forward({}, (np.ones((1, 3)), np.arange(3.0)[None]))
+        >>> y
+        array([[1., 2., 3.]])
+        >>> backward({}, cache, np.ones((1, 3)))[0]
+        (array([[1., 1., 1.]]), array([[1., 1., 1.]]))
+    """
+    what = "fan_in_sum"
+
+    def init(key, in_shapes, dtype=np.float32):
+        shapes = _shapes(in_shapes, None, what)
+        for i, s in enumerate(shapes[1:], 1):
+            if s != shapes[0]:
+                raise ValueError(f"{what}: input {i} has shape {s} but input 0 has shape "
+                                 f"{shapes[0]}; expected one shape")
+        return shapes[0], {}
+
+    def forward(params, xs, *, key=None, train=False):
+        _check.params(params, (), what)
+        _tuple(xs, None, what, "inputs")
+        xs = _same(list(xs), [f"input {i}" for i in range(len(xs))], what)
+        return _sum(xs), (len(xs), tuple(xs[0].shape), xs[0].dtype)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        _check.params(params, (), f"{what} backward")
+        k, shape, dtype = _check.cache(cache, 3, what)
+        dy = _check.array(dy, shape, dtype, f"{what} backward: dy")
+        return ((dy,) * _check.size(k, f"{what} backward: cache") if need_dx else None), {}
+
+    return Layer(init, forward, backward)
+
+
+def _concat_shape(shapes, axis, what):
+    """The concatenation of per-example shapes along axis (batch not counted)."""
+    nd = len(shapes[0])
+    for i, s in enumerate(shapes[1:], 1):
+        if len(s) != nd:
+            raise ValueError(f"{what}: input {i} has per-example shape {s} but input 0 has "
+                             f"{shapes[0]}; expected the same number of axes")
+    if not -nd <= axis < nd:
+        raise ValueError(f"{what}: axis {axis} is out of range for per-example shapes of {nd} "
+                         f"axes such as {shapes[0]} (the batch axis is not counted; expected "
+                         f"{-nd} <= axis < {nd})")
+    a = axis % nd
+    for i, s in enumerate(shapes[1:], 1):
+        if s[:a] + s[a + 1:] != shapes[0][:a] + shapes[0][a + 1:]:
+            raise ValueError(f"{what}: input {i} has per-example shape {s} but input 0 has "
+                             f"{shapes[0]}; expected them to agree on every axis but axis "
+                             f"{axis}")
+    return shapes[0][:a] + (sum(s[a] for s in shapes),) + shapes[0][a + 1:], a
+
+
+def _device_2d(shape, a):
+    """(rows, columns per unit along axis a + 1): concatenating along axis a + 1 of a C-order
+    array of ``shape`` is concatenating the columns of it reshaped to (rows, ...)."""
+    rows = int(np.prod(shape[:a + 1], dtype=np.int64))
+    return rows, int(np.prod(shape[a + 2:], dtype=np.int64))
+
+
+def fan_in_concat(axis: int = -1) -> Layer:
+    """Merge branches by concatenating them along one axis of the per-example shape.
+
+    Args:
+        axis: an axis of the per-example shape: the batch axis is NOT counted, so for images
+            (N, C, H, W) ``axis=0`` is the channel axis; ``-1`` (the default) is the last axis.
+
+    Returns:
+        A ``Layer``: init maps a tuple of per-example shapes that agree on every axis but
+        ``axis`` to their concatenation; forward takes a tuple of float arrays of one dtype and
+        batch size (all on the host or all on the device) and returns the concatenation (a
+        new C-contiguous array); backward splits ``dy`` into the tuple of input gradients
+        (C-contiguous copies).  No params.
+
+    Raises:
+        TypeError: ``axis`` is not an int; the input is not a tuple, holds a non-float array,
+            or mixes dtypes or host and device arrays.
+        ValueError: an empty tuple, shapes that differ off ``axis`` or in the batch size, or
+            ``axis`` out of range for the shapes.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import nn, random
+        >>> init, forward, backward = nn.fan_in_concat(axis=0)   # channels of (C, H, W)
+        >>> init(random.key(0), ((2, 4, 4), (3, 4, 4)))
+        ((5, 4, 4), {})
+        >>> y, cache = forward({}, (np.zeros((1, 2, 4, 4)), np.ones((1, 3, 4, 4))))
+        >>> y.shape, y[0, :, 0, 0]
+        ((1, 5, 4, 4), array([0., 0., 1., 1., 1.]))
+        >>> [d.shape for d in backward({}, cache, y)[0]]
+        [(1, 2, 4, 4), (1, 3, 4, 4)]
+    """
+    what = "fan_in_concat"
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{what}: axis must be an int (an axis of the per-example shape), got "
+                        f"{axis!r}")
+    axis = int(axis)
+
+    def init(key, in_shapes, dtype=np.float32):
+        return _concat_shape(_shapes(in_shapes, None, what), axis, what)[0], {}
+
+    def forward(params, xs, *, key=None, train=False):
+        _check.params(params, (), what)
+        _tuple(xs, None, what, "inputs")
+        xs = [_check.floating(x, f"{what}: input {i}") for i, x in enumerate(xs)]
+        dev = _on_device(xs, what)
+        for i, x in enumerate(xs):
+            if x.ndim < 2 or x.shape[0] != xs[0].shape[0]:
+                raise ValueError(f"{what}: input {i} has shape {tuple(x.shape)}; expected a "
+                                 f"batch of {xs[0].shape[0]} (input 0 has shape "
+                                 f"{tuple(xs[0].shape)}) with at least one per-example axis")
+            if x.dtype != xs[0].dtype:
+                raise TypeError(f"{what}: input {i} has dtype {x.dtype} but input 0 has dtype "
+                                f"{xs[0].dtype}; expected one dtype")
+        out, a = _concat_shape([tuple(x.shape[1:]) for x in xs], axis, what)
+        sizes = tuple(int(x.shape[a + 1]) for x in xs)
+        shape = (int(xs[0].shape[0]),) + out
+        if not dev:
+            y = np.concatenate(xs, axis=a + 1)
+        else:
+            rows, unit = _device_2d(shape, a)
+            y = xs[0].reshape(rows, sizes[0] * unit)
+            for x, m in zip(xs[1:], sizes[1:]):
+                y = device.concat(y, x.reshape(rows, m * unit))
+            y = y.reshape(*shape)
+        return y, (sizes, shape, a, xs[0].dtype)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        _check.params(params, (), f"{what} backward")
+        sizes, shape, a, dtype = _check.cache(cache, 4, what)
+        dy = _check.array(dy, shape, dtype, f"{what} backward: dy")
+        if type(a) is not int or not 0 <= a < len(shape) - 1:
+            raise ValueError(f"{what} backward: the cache's axis {a!r} is not an axis of the "
+                             f"per-example shape {tuple(shape[1:])}")
+        if type(sizes) is not tuple or sum(_check.size(m, f"{what} backward: cache")
+                                           for m in sizes) != shape[a + 1]:
+            raise ValueError(f"{what} backward: the cache's sizes {sizes!r} do not add up to "
+                             f"dy's axis {a + 1} of {shape}")
+        if not need_dx:
+            return None, {}
+        if not is_device_array(dy):
+            cuts = np.cumsum(sizes)[:-1]
+            return tuple(np.ascontiguousarray(d) for d in np.split(dy, cuts, axis=a + 1)), {}
+        rows, unit = _device_2d(shape, a)
+        rest, dxs = dy.reshape(rows, shape[a + 1] * unit), []
+        for m in sizes[:-1]:
+            piece, rest = device.split(rest, m * unit)
+            dxs.append(piece)
+        dxs.append(rest)
+        return tuple(d.reshape(*(shape[:a + 1] + (m,) + shape[a + 2:]))
+                     for d, m in zip(dxs, sizes)), {}
+
+    return Layer(init, forward, backward)
+
+
+def _identity() -> Layer:
+    """x -> x, no params (residual's default shortcut)."""
+    def forward(params, x, *, key=None, train=False):
+        _check.params(params, (), "identity")
+        return x, None
+
+    def backward(params, cache, dy, *, need_dx=True):
+        _check.params(params, (), "identity backward")
+        return (dy if need_dx else None), {}
+
+    return Layer(no_params, forward, backward)
+
+
+def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) -> Layer:
+    """A residual block: ``y = main(x) + shortcut(x)``, main being the layers in series.
+
+    Args:
+        *layers: the main path, ``(name, layer)`` pairs or bare layers named as in
+            ``serial``; the name "shortcut" is reserved.
+        shortcut: a ``Layer`` mapping the input to the main path's output shape (e.g. a 1x1
+            ``Conv2D`` projection when the channels change); None (the default) is the
+            identity.
+
+    Returns:
+        A ``Layer`` from ``x`` ``(N, *in_shape)`` to ``y`` ``(N, *out_shape)``, out_shape the main
+        path's.  Its params hold the main path's layers directly, ``{layer_name: {...}}``, as
+        ``serial`` would, plus ``"shortcut": {...}`` when the shortcut has params: inside a
+        serial as "block1" the keys read ``block1/conv_a/W`` and ``block1/shortcut/W``.  The
+        main path's layers get the keys ``serial`` would give them, the shortcut the next one.
+        backward returns ``dx`` = main's dx + shortcut's dx (None with ``need_dx=False``).
+
+    Raises:
+        TypeError: an item or ``shortcut`` is not a Layer.
+        ValueError: no layers, duplicate names, a name with "/", a layer named "shortcut",
+            or (init, forward) main and shortcut outputs of different shapes (both named).
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, nn, random, tree
+        >>> block = nn.residual(("fc_a", L.Dense(8)), ("act_a", L.Relu()), ("fc_b", L.Dense(8)))
+        >>> model = nn.serial(("fc0", L.Dense(8)), ("block1", block), ("out", L.Dense(2)))
+        >>> out_shape, params = model.init(random.key(0), (4,))
+        >>> out_shape, list(tree.flatten(params))[:4]
+        ((2,), ['block1/fc_a/W', 'block1/fc_a/b', 'block1/fc_b/W', 'block1/fc_b/b'])
+        >>> y, cache = model.forward(params, np.ones((3, 4), np.float32))
+        >>> dx, grads = model.backward(params, cache, np.ones_like(y))
+        >>> y.shape, dx.shape, grads["block1"]["fc_b"]["W"].shape
+        ((3, 2), (3, 4), (8, 8))
+    """
+    named = _named(layers, "residual")
+    if not named:
+        raise ValueError("residual: expected at least one layer in the main path, got none")
+    if "shortcut" in {n for n, _ in named}:
+        raise ValueError("residual: the main path has a layer named 'shortcut', a name "
+                         "reserved for the shortcut's params; rename that layer")
+    if shortcut is not None and not isinstance(shortcut, Layer):
+        raise TypeError(f"residual: shortcut must be a Layer or None, got "
+                        f"{type(shortcut).__name__}")
+    main, sc, k_sc = serial(*named), shortcut or _identity(), len(named)
+
+    def split(params, what):
+        if not isinstance(params, dict):
+            raise TypeError(f"{what}: params must be a dict, got {type(params).__name__}")
+        return ({k: v for k, v in params.items() if k != "shortcut"},
+                params.get("shortcut", {}))
+
+    def init(key, in_shape, dtype=np.float32):
+        shape, params = main.init(key, in_shape, dtype)
+        s_shape, s_params = _in_layer("shortcut", sc.init, fold_in(key, k_sc), in_shape, dtype)
+        if tuple(s_shape) != tuple(shape):
+            raise ValueError(f"residual: the main path's output shape {tuple(shape)} differs "
+                             f"from the shortcut's {tuple(s_shape)} (input shape "
+                             f"{tuple(in_shape)}); expected one shape: give a shortcut that "
+                             f"maps the input to {tuple(shape)}, e.g. a 1x1 Conv2D")
+        if s_params:
+            params["shortcut"] = s_params
+        return tuple(shape), params
+
+    def forward(params, x, *, key=None, train=False):
+        mp, sp = split(params, "residual")
+        y, c = main.forward(mp, x, key=key, train=train)
+        s, c_sc = _in_layer("shortcut", sc.forward, sp, x,
+                            key=None if key is None else fold_in(key, k_sc), train=train)
+        y, s = _same([y, s], ["the main path's output", "the shortcut's output"], "residual")
+        return device.add(y, s), (c, c_sc, tuple(y.shape), y.dtype)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        mp, sp = split(params, "residual backward")
+        c, c_sc, shape, dtype = _check.cache(cache, 4, "residual")
+        dy = _check.array(dy, shape, dtype, "residual backward: dy")
+        dx, grads = main.backward(mp, c, dy, need_dx=need_dx)
+        dx_sc, g = _in_layer("shortcut", sc.backward, sp, c_sc, dy, need_dx=need_dx)
+        if g:
+            grads["shortcut"] = g
+        return (_sum([dx, dx_sc]) if need_dx else None), grads
 
     return Layer(init, forward, backward)
 
