@@ -159,8 +159,14 @@ def evaluate(model: nn.Layer, params: dict, X: NDArray, Y: NDArray, *,
         >>> round(loss, 4), acc, preds.shape          # zero inputs: uniform logits
         (1.0986, 1.0, (10,))
     """
+    return _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, {})[:3]
+
+
+def _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, metrics):
+    """evaluate, plus {name: row-weighted mean of fn(out, y) over the batches} of ``metrics``."""
     _, forward, _ = model
     total, preds = 0.0, []
+    sums = dict.fromkeys(metrics, 0.0)
     on_dev = device.on_device_tree(params)
     for xb, yb in batching.batches(X, Y, batch_size):
         x = prepare(xb) if prepare else xb
@@ -168,9 +174,13 @@ def evaluate(model: nn.Layer, params: dict, X: NDArray, Y: NDArray, *,
             x = device.to_device(x)
         out, _ = forward(params, x, train=False)
         total += loss_fn(out, yb)[0] * len(xb)
-        preds.append(predictions(device.to_host(out)))
+        host_out = device.to_host(out)
+        preds.append(predictions(host_out))
+        for name, fn in metrics.items():
+            sums[name] += float(fn(host_out, yb)) * len(xb)
     preds = np.concatenate(preds) if preds else np.zeros(0, np.int64)
-    return total / max(1, len(X)), float(np.mean(preds == np.asarray(Y).reshape(-1))), preds
+    return (total / max(1, len(X)), float(np.mean(preds == np.asarray(Y).reshape(-1))), preds,
+            {name: v / max(1, len(X)) for name, v in sums.items()})
 
 
 def predict(model: nn.Layer, params: dict, X: NDArray, *, batch_size: int = 1000,
@@ -271,7 +281,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         csv_log: str | os.PathLike | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
         augment: Callable[[NDArray, Key], NDArray] | None = None,
-        callbacks: Sequence[Any] = ()) -> FitResult:
+        callbacks: Sequence[Any] = (),
+        metrics: dict[str, Callable[[NDArray, NDArray], float]] | None = None) -> FitResult:
     """Train ``model`` (a Layer) from ``params`` with optimizer ``opt`` on ``train = (X, Y)``.
 
     val: (X, Y) evaluated after each epoch.  grad_transform: fn(grads) -> grads applied before
@@ -288,6 +299,12 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     ``evaluate`` never see it.  callbacks: ``Callback``-like objects whose ``on_step_end(step,
     logs)`` / ``on_epoch_end(epoch, logs)`` (either optional) run after each step and epoch;
     one returning True stops the run (see ``Callback`` for the logs and the stop rule).
+    metrics: {name: fn(out, y) -> float} computed on each batch's host outputs and labels and
+    averaged over the epoch weighted by rows (summed over the ranks under MPI, as the loss),
+    and on ``val`` as ``val_<name>``; each becomes a history column (after ``accuracy`` and
+    ``val_accuracy``), a CSV column, a TensorBoard scalar, a key of the callbacks' logs, and a
+    possible ``monitor`` (lower is better unless the name holds "acc").  A resume must pass
+    the same metric names as the checkpointed run.
 
     Logs, written as the run goes (rank 0 only under MPI): ``log`` gets a line per epoch and,
     once the first steps have been timed, the run's expected duration when it is over 30 s.
@@ -341,6 +358,17 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                             f"{cb!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"fit: augment must be a function fn(x, key) -> x, got {augment!r}")
+    metrics = dict(metrics or {})
+    reserved = {"epoch", "loss", "accuracy", "lr", "seconds", "batch"}
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or not name.isidentifier() or name in reserved \
+                or name.startswith("val_"):
+            raise ValueError(f"fit: metric names must be identifiers other than "
+                             f"{sorted(reserved)} not starting with 'val_', got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"fit: metric {name!r} must be a function fn(out, y) -> float, got "
+                            f"{fn!r}")
+    names = list(metrics)
     step_cbs = [cb.on_step_end for cb in callbacks if callable(getattr(cb, "on_step_end", None))]
     epoch_cbs = [cb.on_epoch_end for cb in callbacks
                  if callable(getattr(cb, "on_epoch_end", None))]
@@ -353,10 +381,11 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         log = log if world.rank == 0 else (lambda msg: None)
         progress = progress and world.rank == 0
     n_per_epoch = batching.n_batches(len(X), batch_size)
-    history = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
-                               "seconds")}
+    history = {k: [] for k in ("epoch", "loss", "accuracy", *names, "val_loss", "val_accuracy",
+                               *(f"val_{n}" for n in names), "lr", "seconds")}
     step = epoch = start_batch = 0
-    sums = [0.0, 0, 0]                      # loss * n, correct, n  of the current epoch
+    zero_sums = [0.0, 0, 0] + [0.0] * len(names)
+    sums = list(zero_sums)          # loss * n, correct, n, each metric * n  of the epoch
     best, since_best = None, 0
     if resume:
         if not checkpoint_dir:
@@ -377,6 +406,10 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                                  f"{m['batch_size']} on {m['n_train']} samples, this run uses "
                                  f"batch_size {batch_size} on {len(X)}: its batch position "
                                  "would not resume the same order")
+            if list(m.get("metrics", [])) != names:
+                raise ValueError(f"fit: checkpoint {c.path} was trained with metrics "
+                                 f"{list(m.get('metrics', []))}, this run passes {names}; "
+                                 "pass the same metric names to resume")
             if tuple(m.get("key", ())) != tuple(key):
                 raise ValueError(f"fit: checkpoint {c.path} was trained with key {m.get('key')}"
                                  f", this run uses {key}; pass the same --seed to resume")
@@ -388,7 +421,7 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     lr_of = _learning_rate_of(opt, opt_state, step)
     csv, board = _open_logs(csv_log if world.rank == 0 else None,
                             tensorboard_dir if world.rank == 0 else None, history,
-                            val is not None, lr_of is not None, step)
+                            val is not None, lr_of is not None, step, names)
     to_go = epochs * n_per_epoch - step if max_steps is None else \
         min(epochs * n_per_epoch, max_steps) - step
     eta = logs.Estimate(to_go, None, what=f"{epochs - epoch} of {epochs} epochs, {to_go} steps",
@@ -400,7 +433,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 key=list(key), epoch=epoch, batch=start_batch, sums=sums, history=history,
                 best=best, since_best=since_best, monitor=monitor, optimizer=opt.name,
                 hyperparams=opt.hyperparams, batch_size=batch_size, epochs=epochs,
-                n_train=len(X), data_order=f"permutation(fold_in(key, {EPOCH_SALT}+epoch))")
+                n_train=len(X), metrics=names,
+                data_order=f"permutation(fold_in(key, {EPOCH_SALT}+epoch))")
             ckpt.save(checkpoint_dir, step, device.to_host(params), device.to_host(opt_state),
                       keep=keep, meta=meta)
 
@@ -429,14 +463,18 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                     step_key = fold_in(key, step) if world.size == 1 else \
                         fold_in(fold_in(key, step), world.rank)
                     loss, out, grads = step_fn(params, x, yd, key=step_key)
-                    correct = int(np.sum(predictions(device.to_host(out))
-                                         == np.asarray(yb).reshape(-1)))
+                    host_out = device.to_host(out)
+                    correct = int(np.sum(predictions(host_out) == np.asarray(yb).reshape(-1)))
+                    values = [float(fn(host_out, yb)) for fn in metrics.values()]
                 else:       # a last batch with fewer rows than ranks: this rank adds nothing
                     loss, correct, grads = 0.0, 0, tree.map(np.zeros_like, params)
+                    values = [0.0] * len(names)
                 if world.size > 1:
-                    grads, (loss_sum, correct) = distributed.allreduce(
-                        grads, len(mine) / rows, extra=[loss * len(mine), correct])
+                    grads, (loss_sum, correct, *value_sums) = distributed.allreduce(
+                        grads, len(mine) / rows,
+                        extra=[loss * len(mine), correct, *(v * len(mine) for v in values)])
                     loss, correct = loss_sum / rows, int(round(correct))
+                    values = [v / rows for v in value_sums]
                 _check_finite(loss, grads, step, epoch, start_batch)
                 if grad_transform is not None:
                     grads = grad_transform(grads)
@@ -452,14 +490,16 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 if board is not None:
                     board.scalars(step + 1, **{
                         "step/loss": loss, "step/accuracy": correct / rows, "step/lr": lr,
-                        "step/seconds": time.perf_counter() - t_step})
+                        "step/seconds": time.perf_counter() - t_step,
+                        **{f"step/{n}": v for n, v in zip(names, values)}})
                 said = eta.step()
                 if said:
                     with bar.external_write_mode():     # above the bar, not inside it
                         log(said)
                 step += 1
                 start_batch += 1
-                sums = [sums[0] + loss * rows, sums[1] + correct, sums[2] + rows]
+                sums = [sums[0] + loss * rows, sums[1] + correct, sums[2] + rows,
+                        *(a + v * rows for a, v in zip(sums[3:], values))]
                 bar.update(1)
                 if start_batch % 20 == 0:
                     bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}",
@@ -470,7 +510,7 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                     save()
                 if step_cbs:
                     info = dict(loss=float(loss), accuracy=correct / rows, lr=lr,
-                                epoch=epoch + 1, batch=start_batch - 1)
+                                epoch=epoch + 1, batch=start_batch - 1, **dict(zip(names, values)))
                     if any([bool(f(step - 1, dict(info))) for f in step_cbs]):
                         stop = True
                         if start_batch < n_per_epoch and not saved:
@@ -485,12 +525,17 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
             history["epoch"].append(epoch + 1)
             history["loss"].append(sums[0] / max(1, sums[2]))
             history["accuracy"].append(sums[1] / max(1, sums[2]))
+            for name, total in zip(names, sums[3:]):
+                history[name].append(total / max(1, sums[2]))
             if val is not None:
-                vl, va, _ = evaluate(model, params, *val, loss_fn=loss_fn, prepare=prepare)
+                vl, va, _, vm = _evaluate(model, params, *val, loss_fn, prepare, 1000, metrics)
             else:
                 vl = va = None
+                vm = dict.fromkeys(names)
             history["val_loss"].append(vl)
             history["val_accuracy"].append(va)
+            for name in names:
+                history[f"val_{name}"].append(vm[name])
             history["lr"].append(lr)
             history["seconds"].append(time.perf_counter() - t0)
             row = {k: v[-1] for k, v in history.items()}
@@ -500,11 +545,13 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 board.scalars(step, **{f"epoch/{k}": v for k, v in row.items() if k != "epoch"})
                 board.flush()
             msg = (f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f} "
-                   f"acc {history['accuracy'][-1]:.4f}")
+                   f"acc {history['accuracy'][-1]:.4f}"
+                   + "".join(f" {n} {history[n][-1]:.4f}" for n in names))
             if val is not None:
-                msg += f" | val loss {vl:.4f} acc {va:.4f}"
+                msg += f" | val loss {vl:.4f} acc {va:.4f}" + "".join(
+                    f" {n} {vm[n]:.4f}" for n in names)
             log(msg + f" | {history['seconds'][-1]:.2f} s")
-            epoch, start_batch, sums = epoch + 1, 0, [0.0, 0, 0]
+            epoch, start_batch, sums = epoch + 1, 0, list(zero_sums)
             if early_stopping is not None and history[monitor][-1] is not None:
                 value = history[monitor][-1]
                 better = best is None or (value > best if "acc" in monitor else value < best)
@@ -536,8 +583,9 @@ def _learning_rate_of(opt, opt_state, step):
     return lambda s: float(schedule(s + offset))
 
 
-def _open_logs(csv_log, tensorboard_dir, history, with_val, with_lr, step):
-    columns = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if with_val else []) \
+def _open_logs(csv_log, tensorboard_dir, history, with_val, with_lr, step, names=()):
+    columns = ["epoch", "loss", "accuracy", *names] \
+        + (["val_loss", "val_accuracy", *(f"val_{n}" for n in names)] if with_val else []) \
         + (["lr"] if with_lr else []) + ["seconds"]
     board = None
     if tensorboard_dir is not None:

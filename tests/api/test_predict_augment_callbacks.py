@@ -286,3 +286,67 @@ def test_augment_takes_float64_and_strided_views_and_leaves_x_alone():
     assert np.array_equal(got, data.random_flip(data.random_crop(before, k1, 3), k2))
     assert np.array_equal(view, before)
     assert data.random_crop(x[:0], key, 2).shape == (0, 3, 8, 10)
+
+
+# --- fit(metrics=...) ------------------------------------------------------------------------
+
+def mean_abs_logit(out, y):
+    return float(np.abs(out).mean())
+
+
+def error_rate(out, y):
+    return float(np.mean(train.predictions(out) != y))
+
+
+def test_metrics_are_row_weighted_epoch_means_in_history_csv_and_callbacks(tmp_path):
+    X, Y = small_problem()
+    model, params = dropout_model()
+    rec = Recorder()
+    metrics = {"mal": mean_abs_logit, "err": error_rate}
+    r = train.fit(model, params, optim.adam(1e-2), (X, Y), key=random.key(1), epochs=2,
+                  batch_size=32, val=(X[:50], Y[:50]), metrics=metrics, callbacks=[rec],
+                  csv_log=tmp_path / "h.csv", **QUIET)
+    h = r.history
+    assert list(h) == ["epoch", "loss", "accuracy", "mal", "err", "val_loss", "val_accuracy",
+                       "val_mal", "val_err", "lr", "seconds"]
+    rows = [32] * 9 + [300 - 9 * 32]
+    for e in range(2):
+        logs = [lg for _, lg in rec.steps[10 * e:10 * e + 10]]
+        assert sum(lg["mal"] * n for lg, n in zip(logs, rows)) / 300 == \
+            pytest.approx(h["mal"][e], rel=1e-12)
+        assert h["err"][e] == pytest.approx(1 - h["accuracy"][e], abs=1e-12)
+    vl, va, preds = train.evaluate(model, r.params, X[:50], Y[:50])
+    assert h["val_err"][-1] == pytest.approx(1 - va, abs=1e-12)
+    out = train.predict(model, r.params, X[:50])
+    assert h["val_mal"][-1] == pytest.approx(np.abs(out).mean(), rel=1e-6)
+    header = (tmp_path / "h.csv").read_text().splitlines()[0]
+    assert header == "epoch,loss,accuracy,mal,err,val_loss,val_accuracy,val_mal,val_err,lr,seconds"
+
+
+def test_metrics_survive_a_resume_and_must_match_it(tmp_path):
+    X, Y = small_problem()
+    model, params = dropout_model()
+    run = dict(key=random.key(3), epochs=2, batch_size=32, metrics={"err": error_rate},
+               **QUIET)
+    whole = train.fit(model, params, optim.adam(1e-2), (X, Y), **run)
+    train.fit(model, params, optim.adam(1e-2), (X, Y), checkpoint_dir=tmp_path,
+              checkpoint_every=4, max_steps=14, **run)
+    resumed = train.fit(model, params, optim.adam(1e-2), (X, Y), checkpoint_dir=tmp_path,
+                        resume=True, **run)
+    assert without_seconds(resumed.history) == without_seconds(whole.history)
+    with pytest.raises(ValueError, match=r"trained with metrics \['err'\], this run passes \[\]"):
+        train.fit(model, params, optim.adam(1e-2), (X, Y), checkpoint_dir=tmp_path,
+                  resume=True, **{**run, "metrics": None})
+
+
+@pytest.mark.parametrize("metrics, error, match", [
+    ({"accuracy": error_rate}, ValueError, r"fit: metric names must be identifiers other than"),
+    ({"val_err": error_rate}, ValueError, r"not starting with 'val_', got 'val_err'"),
+    ({"err": 3}, TypeError, r"fit: metric 'err' must be a function fn\(out, y\) -> float"),
+])
+def test_bad_metrics(metrics, error, match):
+    X, Y = small_problem()
+    model, params = dropout_model()
+    with pytest.raises(error, match=match):
+        train.fit(model, params, optim.sgd(0.1), (X, Y), key=random.key(1), metrics=metrics,
+                  **QUIET)
