@@ -26,6 +26,24 @@ and backward changes the gradients, as in any NumPy-level code.  What is cheap t
 kept as a snapshot or made by dlkit (token ids are copied; dropout masks, argmax and step
 ranges are dlkit's own arrays) and checked again in backward.
 
+Layers with state.  Some layers carry values that are not trained but change as training runs
+(BatchNorm's running mean and variance).  Such a layer is a ``StatefulLayer``, a NamedTuple of
+the same three fields whose functions also take and return that state, explicitly, as a value:
+
+    init(key, in_shape, dtype=np.float32) -> (out_shape, params, state)
+    forward(params, x, *, state, key=None, train=False) -> (y, cache, new_state)
+    backward(params, cache, dy, *, need_dx=True) -> (dx, grads)
+
+state is a dict of arrays like params ({name: ndarray}; a combinator's is {child_name:
+child_state} for its children that have state, so saved keys read ``bn1/mean``).  forward never
+modifies the state it is given: in training mode it returns new arrays, in eval mode
+(train=False) it returns the very object it was given, unchanged.  Optimizers, weight decay,
+gradient clipping and the finiteness checks never see state: grads hold params' keys only.
+A combinator with at least one stateful child is itself a StatefulLayer; one without is a
+plain Layer, so stateless models and the code that uses them are exactly as before.  This is
+haiku's ``transform_with_state`` and flax's ``batch_stats`` collection, spelled as a second
+value beside params (docs/internals.md, "State").
+
 Layers are pure functions: several Python threads may call them at once (Numba's omp and tbb
 threading layers are threadsafe).  Under Numba's workqueue layer, which is not, a kernel call
 made while another thread is inside one raises RuntimeError instead of aborting the process.
@@ -57,6 +75,48 @@ class Layer(NamedTuple):
     init: Callable
     forward: Callable
     backward: Callable
+
+
+class StatefulLayer(NamedTuple):
+    """A layer with non-trainable state: the NamedTuple ``(init, forward, backward)`` whose
+    init also returns the initial state and whose forward takes ``state=`` and returns the
+    new state (see the module docstring for the signatures).  Combinators accept it wherever
+    they accept a ``Layer``; ``is_stateful`` tells them apart.
+
+    Example:
+        >>> from dlkit.layers.base import Layer, StatefulLayer, is_stateful
+        >>> is_stateful(StatefulLayer(None, None, None)), is_stateful(Layer(None, None, None))
+        (True, False)
+    """
+
+    init: Callable
+    forward: Callable
+    backward: Callable
+
+
+def is_stateful(layer: Any) -> bool:
+    """Whether ``layer`` is a ``StatefulLayer`` (its init returns state, its forward takes and
+    returns it).
+
+    Example:
+        >>> from dlkit import layers as L
+        >>> from dlkit.layers.base import is_stateful
+        >>> is_stateful(L.Dense(3))
+        False
+    """
+    return isinstance(layer, StatefulLayer)
+
+
+def is_layer(layer: Any) -> bool:
+    """Whether ``layer`` is a ``Layer`` or a ``StatefulLayer``.
+
+    Example:
+        >>> from dlkit import layers as L
+        >>> from dlkit.layers.base import is_layer
+        >>> is_layer(L.Relu()), is_layer(print)
+        (True, False)
+    """
+    return isinstance(layer, (Layer, StatefulLayer))
 
 
 def no_params(key: Any, in_shape: tuple[int, ...],
