@@ -22,7 +22,8 @@ DOCTESTED = ["dlkit", "dlkit.layers.base", "dlkit.layers.core", "dlkit.layers.co
              "dlkit.optim", "dlkit.init", "dlkit.metrics", "dlkit.random", "dlkit.tree",
              "dlkit.clip", "dlkit.checkpoint", "dlkit.train", "dlkit.data.batching",
              "dlkit.data.store", "dlkit.data.text", "dlkit.data.mnist", "dlkit.rbm", "dlkit.dbn",
-             "dlkit.device", "dlkit.gradcheck", "dlkit.distributed", "dlkit.zoo"]
+             "dlkit.device", "dlkit.gradcheck", "dlkit.distributed", "dlkit.zoo",
+             "dlkit.data.augment", "dlkit.threads"]
 
 
 def _builder():
