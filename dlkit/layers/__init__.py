@@ -7,3 +7,4 @@ from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: F401
 from .recurrent import (GRU, LSTM, Bidirectional, Padded, SimpleRNN,  # noqa: F401
                         TimeDistributed)
 from .embedding import Embedding, SpatialDropout1D  # noqa: F401
+from .norm import LayerNorm  # noqa: F401
