@@ -16,6 +16,14 @@ Branching (tuples carry one value per branch, in init, forward and backward):
     residual(*layers, shortcut=None)
                                x -> main(x) + shortcut(x); params {layer_name: ...} of the
                                main path directly, plus "shortcut" when it has params
+
+State (layers.base.StatefulLayer, e.g. BatchNorm): serial, parallel and residual accept
+stateful children; with at least one the combinator is a StatefulLayer itself: init returns
+(out_shape, params, state), state {child_name: child_state} for the stateful children only
+(residual: the main path's by name, the shortcut's under "shortcut", as params), and
+forward(params, x, *, state, key=None, train=False) returns (y, cache, new_state), the very
+state given when train=False.  The state's keys are checked before any kernel runs.  Without
+stateful children they are plain Layers, exactly as before.
 """
 from __future__ import annotations
 
@@ -25,8 +33,10 @@ import numpy as np
 
 from . import _check, device
 from .device import is_device_array
-from .layers.base import Layer, no_params
+from .layers.base import Layer, StatefulLayer, is_layer, is_stateful, no_params
 from .random import fold_in
+
+_NO_STATE = object()        # forward's default state=: a clear error instead of Python's
 
 
 def _named(layers, what="serial"):
@@ -34,8 +44,9 @@ def _named(layers, what="serial"):
     for i, item in enumerate(layers):
         name, layer = item if isinstance(item, tuple) and len(item) == 2 \
             and isinstance(item[0], str) else (str(i), item)
-        if not isinstance(layer, Layer):
-            raise TypeError(f"{what}: item {i} ({name!r}) is not a Layer: {type(layer).__name__}")
+        if not is_layer(layer):
+            raise TypeError(f"{what}: item {i} ({name!r}) is not a Layer: {type(layer).__name__}"
+                            " (nor a StatefulLayer)")
         if "/" in name:
             raise ValueError(f"{what}: layer name {name!r} must not contain '/'")
         named.append((name, layer))
@@ -62,6 +73,42 @@ def _check_params(params, named, what):
     if extra:
         raise ValueError(f"{what}: params has entries {extra} that match no layer; "
                          f"layers are {[n for n, _ in named]}")
+
+
+def _check_state(state, names, what):
+    """state is a dict whose keys are exactly ``names`` (the stateful children); raised
+    before any kernel runs."""
+    if state is _NO_STATE:
+        raise TypeError(f"{what}: the layers {names} have state; pass state= (the state the "
+                        "model's init returned, or the new state of the last training step)")
+    if not isinstance(state, dict):
+        raise TypeError(f"{what}: state must be a dict {{layer_name: layer_state}}, got "
+                        f"{_check.describe(state)}")
+    missing, extra = sorted(set(names) - set(state)), sorted(set(state) - set(names))
+    if missing or extra:
+        raise ValueError(f"{what}: state has keys {sorted(state)}, expected exactly the "
+                         f"stateful layers {sorted(names)}"
+                         + (f"; missing {missing}" if missing else "")
+                         + (f"; extra {extra} (no stateful layer has that name)" if extra
+                            else ""))
+
+
+def _init(name, layer, key, shape, dtype, state):
+    """A child's init: (out_shape, params), its state (if any) stored in ``state[name]``."""
+    out = _in_layer(name, layer.init, key, shape, dtype)
+    if is_stateful(layer):
+        shape, p, state[name] = out
+        return shape, p
+    return out
+
+
+def _forward(name, layer, params, x, key, train, state, new_state):
+    """A child's forward: (y, cache), its new state (if any) stored in ``new_state[name]``."""
+    if not is_stateful(layer):
+        return _in_layer(name, layer.forward, params, x, key=key, train=train)
+    y, c, new_state[name] = _in_layer(name, layer.forward, params, x, state=state[name],
+                                      key=key, train=train)
+    return y, c
 
 
 def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
@@ -97,14 +144,15 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
         ((4, 8), (8, 16))
     """
     named = _named(layers)
+    stateful = [name for name, layer in named if is_stateful(layer)]
 
     def init(key, in_shape, dtype=np.float32):
-        params, shape = {}, tuple(in_shape)
+        params, shape, state = {}, tuple(in_shape), {}
         for i, (name, layer) in enumerate(named):
-            shape, p = _in_layer(name, layer.init, fold_in(key, i), shape, dtype)
+            shape, p = _init(name, layer, fold_in(key, i), shape, dtype, state)
             if p:
                 params[name] = p
-        return shape, params
+        return (shape, params, state) if stateful else (shape, params)
 
     def check_params(params, what):
         _check_params(params, named, what)
@@ -117,6 +165,16 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
             x, c = _in_layer(name, layer.forward, params.get(name, {}), x, key=k, train=train)
             caches.append(c)
         return x, caches
+
+    def forward_state(params, x, *, state=_NO_STATE, key=None, train=False):
+        check_params(params, "serial")
+        _check_state(state, stateful, "serial")
+        caches, new_state = [], {}
+        for i, (name, layer) in enumerate(named):
+            k = None if key is None else fold_in(key, i)
+            x, c = _forward(name, layer, params.get(name, {}), x, k, train, state, new_state)
+            caches.append(c)
+        return x, caches, (new_state if train else state)
 
     def backward(params, caches, dy, *, need_dx=True):
         check_params(params, "serial backward")
@@ -136,6 +194,8 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
                 grads[name] = g
         return dy, grads
 
+    if stateful:
+        return StatefulLayer(init, forward_state, backward)
     return Layer(init, forward, backward)
 
 
@@ -285,11 +345,12 @@ def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
         have params; forward gives each layer its own key folded from ``key`` (as ``serial``)
         and returns the tuple of outputs and the tuple of caches; backward takes the tuple of
         gradients and returns the tuple of input gradients (None with ``need_dx=False``).
-        A layer's validation error is prefixed with its name.
+        A layer's validation error is prefixed with its name.  With a ``StatefulLayer``
+        among the layers it is a ``StatefulLayer``, its state named as in ``serial``.
 
     Raises:
-        TypeError: an item is not a Layer; an input, input shapes or gradients that are not
-            a tuple.
+        TypeError: an item is not a Layer or StatefulLayer; an input, input shapes or
+            gradients that are not a tuple.
         ValueError: no layers, duplicate names, a name with "/", or a tuple of another length.
 
     Example:
@@ -311,15 +372,17 @@ def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
     n = len(named)
     if not n:
         raise ValueError("parallel: expected at least one layer, got none")
+    stateful = [name for name, layer in named if is_stateful(layer)]
 
     def init(key, in_shapes, dtype=np.float32):
         shapes, params, out = _shapes(in_shapes, n, "parallel", nested=True), {}, []
+        state = {}
         for i, (name, layer) in enumerate(named):
-            s, p = _in_layer(name, layer.init, fold_in(key, i), shapes[i], dtype)
+            s, p = _init(name, layer, fold_in(key, i), shapes[i], dtype, state)
             out.append(tuple(s))
             if p:
                 params[name] = p
-        return tuple(out), params
+        return (tuple(out), params, state) if stateful else (tuple(out), params)
 
     def forward(params, xs, *, key=None, train=False):
         _check_params(params, named, "parallel")
@@ -331,6 +394,19 @@ def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
             ys.append(y)
             caches.append(c)
         return tuple(ys), tuple(caches)
+
+    def forward_state(params, xs, *, state=_NO_STATE, key=None, train=False):
+        _check_params(params, named, "parallel")
+        _check_state(state, stateful, "parallel")
+        _tuple(xs, n, "parallel", "inputs (one per layer)")
+        ys, caches, new_state = [], [], {}
+        for i, (name, layer) in enumerate(named):
+            k = None if key is None else fold_in(key, i)
+            y, c = _forward(name, layer, params.get(name, {}), xs[i], k, train, state,
+                            new_state)
+            ys.append(y)
+            caches.append(c)
+        return tuple(ys), tuple(caches), (new_state if train else state)
 
     def backward(params, caches, dys, *, need_dx=True):
         _check_params(params, named, "parallel backward")
@@ -347,6 +423,8 @@ def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
                 grads[name] = g
         return (tuple(dxs) if need_dx else None), grads
 
+    if stateful:
+        return StatefulLayer(init, forward_state, backward)
     return Layer(init, forward, backward)
 
 
@@ -553,9 +631,12 @@ def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) 
         serial as "block1" the keys read ``block1/conv_a/W`` and ``block1/shortcut/W``.  The
         main path's layers get the keys ``serial`` would give them, the shortcut the next one.
         backward returns ``dx`` = main's dx + shortcut's dx (None with ``need_dx=False``).
+        With a ``StatefulLayer`` in the main path or as the shortcut it is a ``StatefulLayer``
+        whose state mirrors params: the main path's stateful layers by name, the shortcut's
+        state under ``"shortcut"``.
 
     Raises:
-        TypeError: an item or ``shortcut`` is not a Layer.
+        TypeError: an item or ``shortcut`` is not a Layer or StatefulLayer.
         ValueError: no layers, duplicate names, a name with "/", a layer named "shortcut",
             or (init, forward) main and shortcut outputs of different shapes (both named).
 
@@ -578,10 +659,12 @@ def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) 
     if "shortcut" in {n for n, _ in named}:
         raise ValueError("residual: the main path has a layer named 'shortcut', a name "
                          "reserved for the shortcut's params; rename that layer")
-    if shortcut is not None and not isinstance(shortcut, Layer):
+    if shortcut is not None and not is_layer(shortcut):
         raise TypeError(f"residual: shortcut must be a Layer or None, got "
-                        f"{type(shortcut).__name__}")
+                        f"{type(shortcut).__name__} (a StatefulLayer is accepted too)")
     main, sc, k_sc = serial(*named), shortcut or _identity(), len(named)
+    main_state = [name for name, layer in named if is_stateful(layer)]
+    stateful = main_state + (["shortcut"] if is_stateful(sc) else [])
 
     def split(params, what):
         if not isinstance(params, dict):
@@ -590,8 +673,9 @@ def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) 
                 params.get("shortcut", {}))
 
     def init(key, in_shape, dtype=np.float32):
-        shape, params = main.init(key, in_shape, dtype)
-        s_shape, s_params = _in_layer("shortcut", sc.init, fold_in(key, k_sc), in_shape, dtype)
+        out = main.init(key, in_shape, dtype)
+        (shape, params), state = out[:2], (out[2] if main_state else {})
+        s_shape, s_params = _init("shortcut", sc, fold_in(key, k_sc), in_shape, dtype, state)
         if tuple(s_shape) != tuple(shape):
             raise ValueError(f"residual: the main path's output shape {tuple(shape)} differs "
                              f"from the shortcut's {tuple(s_shape)} (input shape "
@@ -599,15 +683,36 @@ def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) 
                              f"maps the input to {tuple(shape)}, e.g. a 1x1 Conv2D")
         if s_params:
             params["shortcut"] = s_params
-        return tuple(shape), params
+        return (tuple(shape), params, state) if stateful else (tuple(shape), params)
+
+    def run(params, x, key, train, state):
+        mp, sp = split(params, "residual")
+        new_state = {}
+        if state is not None:
+            _check_state(state, stateful, "residual")
+            if main_state:
+                y, c, new_state = main.forward(mp, x, state={k: state[k] for k in main_state},
+                                               key=key, train=train)
+            else:
+                y, c = main.forward(mp, x, key=key, train=train)
+            s, c_sc = _forward("shortcut", sc, sp, x,
+                               None if key is None else fold_in(key, k_sc), train, state,
+                               new_state)
+        else:
+            y, c = main.forward(mp, x, key=key, train=train)
+            s, c_sc = _in_layer("shortcut", sc.forward, sp, x,
+                                key=None if key is None else fold_in(key, k_sc), train=train)
+        y, s = _same([y, s], ["the main path's output", "the shortcut's output"], "residual")
+        return device.add(y, s), (c, c_sc, tuple(y.shape), y.dtype), new_state
 
     def forward(params, x, *, key=None, train=False):
-        mp, sp = split(params, "residual")
-        y, c = main.forward(mp, x, key=key, train=train)
-        s, c_sc = _in_layer("shortcut", sc.forward, sp, x,
-                            key=None if key is None else fold_in(key, k_sc), train=train)
-        y, s = _same([y, s], ["the main path's output", "the shortcut's output"], "residual")
-        return device.add(y, s), (c, c_sc, tuple(y.shape), y.dtype)
+        return run(params, x, key, train, None)[:2]
+
+    def forward_state(params, x, *, state=_NO_STATE, key=None, train=False):
+        if state is _NO_STATE or not isinstance(state, dict):
+            _check_state(state, stateful, "residual")
+        y, cache, new_state = run(params, x, key, train, state)
+        return y, cache, (new_state if train else state)
 
     def backward(params, cache, dy, *, need_dx=True):
         mp, sp = split(params, "residual backward")
@@ -619,10 +724,12 @@ def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) 
             grads["shortcut"] = g
         return (_sum([dx, dx_sc]) if need_dx else None), grads
 
+    if stateful:
+        return StatefulLayer(init, forward_state, backward)
     return Layer(init, forward, backward)
 
 
-def value_and_grad(model: Layer, loss_fn: Callable[[Any, Any], tuple[float, Any]]
+def value_and_grad(model: Layer | StatefulLayer, loss_fn: Callable[[Any, Any], tuple[float, Any]]
                    ) -> Callable[..., tuple[float, Any, dict]]:
     """Forward (train=True), loss and backward in one call; the input gradient is skipped.
 
@@ -632,7 +739,9 @@ def value_and_grad(model: Layer, loss_fn: Callable[[Any, Any], tuple[float, Any]
 
     Returns:
         ``fn(params, x, y, *, key=None) -> (loss, out, grads)``: the loss (a float), the
-        model's output and dloss/dparams shaped like params.
+        model's output and dloss/dparams shaped like params.  For a ``StatefulLayer``:
+        ``fn(params, x, y, *, state, key=None) -> (loss, out, grads, new_state)``, grads with
+        params' keys only (state is never differentiated).
 
     Example:
         >>> import numpy as np
@@ -652,4 +761,10 @@ def value_and_grad(model: Layer, loss_fn: Callable[[Any, Any], tuple[float, Any]
         _, grads = backward(params, cache, dout, need_dx=False)
         return loss, out, grads
 
-    return fn
+    def fn_state(params, x, y, *, state=_NO_STATE, key=None):
+        out, cache, new_state = forward(params, x, state=state, key=key, train=True)
+        loss, dout = loss_fn(out, y)
+        _, grads = backward(params, cache, dout, need_dx=False)
+        return loss, out, grads, new_state
+
+    return fn_state if is_stateful(model) else fn
