@@ -4,13 +4,20 @@ Layout of a checkpoint root folder::
 
     runs/mlp/
       step-000000469/            one folder per checkpoint
-        arrays.npz               params and optimizer state ("params/fc1/W", "opt_state/m/fc1/W")
+        arrays.npz               params, optimizer state and model state ("params/fc1/W",
+                                 "opt_state/m/fc1/W", "state/bn1/mean")
         manifest.json            written last: format, version, library versions, step, meta
                                  (epoch, batch, key, optimizer, hyperparams, best metric, ...),
                                  each array's dtype and shape, SHA-256 of arrays.npz, and
                                  "manifest_sha256": the SHA-256 of the manifest's own canonical
                                  JSON (sorted keys, no spaces, without that field)
       LATEST                     the name of the newest checkpoint folder
+
+The model state of a StatefulLayer (BatchNorm's running statistics, ``save(..., state=)``) is
+a third tree beside params and optimizer state, under ``state/`` in arrays.npz, hashed and
+verified like them; the manifest's ``"state": true`` says it was saved (an empty state comes
+back as ``{}``).  Checkpoints without it (older ones, stateless models) load with
+``state=None``.
 
 ``save`` refuses non-finite arrays and parameter names that would not survive the round trip
 (non-string names, names holding "/", which would flatten onto another name's key).  It holds
@@ -73,13 +80,15 @@ class CheckpointError(Exception):
 
 class Checkpoint(NamedTuple):
     """A loaded checkpoint: its folder, step, params and optimizer state (trees of numpy
-    arrays, as saved) and ``meta``, the JSON dict given to ``save``."""
+    arrays, as saved), ``meta``, the JSON dict given to ``save``, and ``state``, the model
+    state saved with it (a tree of numpy arrays; None when none was saved)."""
 
     path: Path
     step: int
     params: dict
     opt_state: dict
     meta: dict
+    state: dict | None = None
 
 
 # ------------------------------------------------------------------ files under a root fd
@@ -222,14 +231,19 @@ def _parse_manifest(raw, path):
     if m["step"] < 0 or not _HEX64.fullmatch(m["sha256"]):
         raise CheckpointError(path, f"{MANIFEST}: step {m['step']} or sha256 "
                                     f"{m['sha256']!r:.70} is malformed")
+    if not isinstance(m.get("state", False), bool):
+        raise CheckpointError(path, f"{MANIFEST}: 'state' is {m['state']!r:.60}, expected "
+                                    "true or false")
+    tops = ("params", "opt_state", "state") if m.get("state") else ("params", "opt_state")
     for k, spec in m["arrays"].items():
-        if k.split("/")[0] not in ("params", "opt_state") or not isinstance(spec, dict) \
+        if k.split("/")[0] not in tops or not isinstance(spec, dict) \
                 or set(spec) != {"dtype", "shape"} or not isinstance(spec["dtype"], str) \
                 or not isinstance(spec["shape"], list) \
                 or not all(type(d) is int and d >= 0 for d in spec["shape"]):
             raise CheckpointError(path, f"{MANIFEST}: array entry {k!r}: {spec!r:.80} is "
                                         "malformed, expected {'dtype': str, 'shape': [int]} "
-                                        "under params/ or opt_state/")
+                                        "under params/ or opt_state/ (or state/ with "
+                                        "\"state\": true)")
         try:
             dtype = np.dtype(spec["dtype"])
         except TypeError:
@@ -302,7 +316,20 @@ def _read_members(z, path, specs):
     return arrays
 
 
-def _load_dir(dir_fd, path, like):
+def _match(path, what, want, got):
+    """CheckpointError unless the trees ``got`` (loaded) and ``want`` have the same keys,
+    shapes and dtypes."""
+    want, got = tree.flatten(want), tree.flatten(got)
+    for k in sorted(set(want) | set(got)):
+        if k not in got or k not in want or got[k].shape != want[k].shape \
+                or got[k].dtype != want[k].dtype:
+            def desc(d):
+                return f"{d[k].dtype} {d[k].shape}" if k in d else "absent"
+            raise CheckpointError(path, f"{what} {k!r} is {desc(got)} in the checkpoint, "
+                                        f"the model expects {desc(want)}")
+
+
+def _load_dir(dir_fd, path, like, like_state=None):
     """Load and verify the checkpoint folder open as ``dir_fd`` (shown as ``path``)."""
     m = _parse_manifest(_read(dir_fd, MANIFEST, MAX_MANIFEST_BYTES, path), path)
     named = _STEP.fullmatch(path.name)
@@ -312,19 +339,18 @@ def _load_dir(dir_fd, path, like):
     arrays = _read_arrays(dir_fd, path, m["arrays"], m["sha256"])
     nested = tree.unflatten(arrays)
     params, opt_state = nested.get("params", {}), nested.get("opt_state", {})
+    state = nested.get("state", {}) if m.get("state") else None
     if like is not None:
-        want, got = tree.flatten(like), tree.flatten(params)
-        for k in sorted(set(want) | set(got)):
-            if k not in got or k not in want or got[k].shape != want[k].shape \
-                    or got[k].dtype != want[k].dtype:
-                def desc(d):
-                    return f"{d[k].dtype} {d[k].shape}" if k in d else "absent"
-                raise CheckpointError(path, f"param {k!r} is {desc(got)} in the checkpoint, "
-                                            f"the model expects {desc(want)}")
-    return Checkpoint(path, m["step"], params, opt_state, m["meta"])
+        _match(path, "param", like, params)
+    if like_state is not None:
+        if state is None:
+            raise CheckpointError(path, "holds no model state, the model expects state "
+                                        f"{sorted(tree.flatten(like_state))}")
+        _match(path, "state", like_state, state)
+    return Checkpoint(path, m["step"], params, opt_state, m["meta"], state)
 
 
-def _load_child(root_fd, root, name, like):
+def _load_child(root_fd, root, name, like, like_state=None):
     path = root / name
     try:
         fd = _open_dir(name, root_fd)
@@ -334,7 +360,7 @@ def _load_child(root_fd, root, name, like):
             "is missing" if e.errno == errno.ENOENT else f"cannot be opened: {e.strerror}"
         raise CheckpointError(path, f"the checkpoint folder {why}") from None
     try:
-        return _load_dir(fd, path, like)
+        return _load_dir(fd, path, like, like_state)
     finally:
         os.close(fd)
 
@@ -374,7 +400,7 @@ def _flatten(node, prefix, out):
 
 
 def save(root: str | os.PathLike, step: int, params: dict, opt_state: dict | None = None,
-         meta: dict | None = None, keep: int | None = 3) -> Path:
+         meta: dict | None = None, keep: int | None = 3, *, state: dict | None = None) -> Path:
     """Write checkpoint ``step`` under ``root`` atomically; returns its folder.
 
     Args:
@@ -385,6 +411,8 @@ def save(root: str | os.PathLike, step: int, params: dict, opt_state: dict | Non
         meta: a JSON-serialisable dict (epoch, key, settings...), returned by ``load``.
         keep: how many checkpoints to keep (newest by step, plus the one LATEST names);
             0 or None: all.
+        state: the model state of a StatefulLayer model (a tree of finite numpy arrays), or
+            None (none saved; ``load`` gives ``state=None``).
 
     Raises:
         ValueError: a bad step, or a name that would not round-trip (not a str, or with "/").
@@ -405,7 +433,13 @@ def save(root: str | os.PathLike, step: int, params: dict, opt_state: dict | Non
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
         raise ValueError(f"checkpoint: step must be a non-negative int, got {step!r}")
     step = int(step)
-    arrays = _flatten({"params": params, "opt_state": opt_state or {}}, "", {})
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(f"checkpoint: state must be a dict of arrays or None, got "
+                        f"{type(state).__name__}")
+    trees = {"params": params, "opt_state": opt_state or {}}
+    if state is not None:
+        trees["state"] = state
+    arrays = _flatten(trees, "", {})
     for name, a in arrays.items():
         if not isinstance(a, np.ndarray) or a.dtype.hasobject:
             raise TypeError(f"checkpoint: {name!r} must be a numeric ndarray, got "
@@ -430,6 +464,8 @@ def save(root: str | os.PathLike, step: int, params: dict, opt_state: dict | Non
                     "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)}
                                for k, a in arrays.items()},
                     "sha256": _write(tmp_fd, ARRAYS, lambda f: np.savez(f, **arrays))}
+                if state is not None:
+                    manifest["state"] = True
                 manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
                 text = json.dumps(manifest, indent=1, sort_keys=True).encode()
                 _write(tmp_fd, MANIFEST, lambda f: f.write(text))
@@ -497,13 +533,15 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
         os.close(root_fd)
 
 
-def load(path: str | os.PathLike, like: dict | None = None) -> Checkpoint:
+def load(path: str | os.PathLike, like: dict | None = None, *,
+         like_state: dict | None = None) -> Checkpoint:
     """Load and verify one checkpoint folder (or a root: its LATEST).
 
     Args:
         path: a ``step-<n>`` folder, or a root folder (its LATEST is loaded).
         like: an optional params template whose keys, shapes and dtypes the checkpoint's
             params must match (e.g. the params of a freshly initialised model).
+        like_state: the same for the model state (a checkpoint without state then fails).
 
     Raises:
         CheckpointError: any defect (missing, corrupt, tampered, or not matching ``like``).
@@ -525,17 +563,18 @@ def load(path: str | os.PathLike, like: dict | None = None) -> Checkpoint:
         raise CheckpointError(path, f"cannot open the folder: {e.strerror}") from None
     try:
         if os.path.lexists(path / LATEST):
-            return _load_child(fd, path, _latest(fd, path), like)
-        return _load_dir(fd, path, like)
+            return _load_child(fd, path, _latest(fd, path), like, like_state)
+        return _load_dir(fd, path, like, like_state)
     finally:
         os.close(fd)
 
 
-def restore(root: str | os.PathLike, like: dict | None = None) -> Checkpoint | None:
+def restore(root: str | os.PathLike, like: dict | None = None, *,
+            like_state: dict | None = None) -> Checkpoint | None:
     """The newest valid checkpoint under ``root`` (LATEST first, then by step number, newest
     first); None if there is no checkpoint at all, CheckpointError if there are some but none
     is valid.  Removes stray temporary entries left by interrupted saves, unless a save holds
-    the root.  ``like`` as for ``load``.
+    the root.  ``like`` and ``like_state`` as for ``load``.
 
     Example:
         >>> import tempfile
@@ -569,7 +608,7 @@ def restore(root: str | os.PathLike, like: dict | None = None) -> Checkpoint | N
                 errors.append(str(e))
         for name in candidates:
             try:
-                return _load_child(root_fd, root, name, like)
+                return _load_child(root_fd, root, name, like, like_state)
             except CheckpointError as e:
                 errors.append(str(e))
     finally:
