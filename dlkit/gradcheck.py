@@ -8,7 +8,9 @@ into ``backward``.  Each tensor's error is max |analytic - numeric| / max(1, max
 over up to ``max_elems`` sampled elements.  Raises AssertionError naming the worst tensor when
 an error exceeds ``tol``.  Pass float64 params and inputs (``tree.map(lambda a:
 a.astype(np.float64), params)``); the same ``key`` is used for every forward, so layers with
-randomness (dropout) are checked with a fixed mask.
+randomness (dropout) are checked with a fixed mask.  A ``StatefulLayer`` (BatchNorm) is
+checked with ``state=``: every forward gets that same state (forward never modifies it), so
+the gradient checked is that of the training-mode function of params and x at that state.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import tree
-from .layers.base import Layer
+from .layers.base import Layer, StatefulLayer, is_stateful
 
 
-def gradcheck(layer: Layer, params: dict[str, Any], x: NDArray, *, key: Any = None,
-              train: bool = True, eps: float = 1e-6, tol: float = 1e-6, max_elems: int = 64,
-              check_dx: bool = True, seed: int = 0) -> dict[str, float]:
+def gradcheck(layer: Layer | StatefulLayer, params: dict[str, Any], x: NDArray, *,
+              key: Any = None, train: bool = True, eps: float = 1e-6, tol: float = 1e-6,
+              max_elems: int = 64, check_dx: bool = True, seed: int = 0,
+              state: dict | None = None) -> dict[str, float]:
     """Check a layer's backward against float64 central differences of its forward.
 
     The scalar checked is ``L = sum(forward(params, x) * R)`` with a fixed random R (drawn
@@ -40,6 +43,8 @@ def gradcheck(layer: Layer, params: dict[str, Any], x: NDArray, *, key: Any = No
         max_elems: elements sampled per tensor (all of them when it has fewer).
         check_dx: also check the input gradient.
         seed: for R and the sampled elements.
+        state: the state of a ``StatefulLayer`` (required for one, refused for a Layer),
+            given unchanged to every forward; it is not differentiated.
 
     Returns:
         ``{"dx": err, "fc1/W": err, ...}``: per tensor, max |analytic - numeric| /
@@ -47,6 +52,7 @@ def gradcheck(layer: Layer, params: dict[str, Any], x: NDArray, *, key: Any = No
 
     Raises:
         TypeError: a floating param or input that is not float64.
+        ValueError: state= missing for a StatefulLayer, or given for a Layer.
         AssertionError: an error above ``tol`` (naming the worst tensor), or a gradient
             missing or of the wrong shape.
 
@@ -60,7 +66,19 @@ def gradcheck(layer: Layer, params: dict[str, Any], x: NDArray, *, key: Any = No
         >>> sorted(errors), max(errors.values()) < 1e-6
         (['W', 'b', 'dx'], True)
     """
-    _, forward, backward = layer
+    _, layer_forward, backward = layer
+    if is_stateful(layer) and state is None:
+        raise ValueError("gradcheck: the layer has state (a StatefulLayer); pass state=, e.g. "
+                         "the state its init returned")
+    if not is_stateful(layer) and state is not None:
+        raise ValueError("gradcheck: state= was given but the layer has no state (a Layer, "
+                         "not a StatefulLayer); leave state out")
+
+    def forward(params, x, *, key, train):
+        if state is None:
+            return layer_forward(params, x, key=key, train=train)
+        return layer_forward(params, x, state=state, key=key, train=train)[:2]
+
     for name, a in [("x", x), *tree.flatten(params).items()]:
         if np.asarray(a).dtype.kind == "f" and np.asarray(a).dtype != np.float64:
             raise TypeError(f"gradcheck: {name} is {np.asarray(a).dtype}; use float64 so "
