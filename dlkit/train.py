@@ -18,6 +18,15 @@ from any checkpoint ends bit for bit where an uninterrupted run with the same se
 
 ``evaluate(model, params, X, Y, loss_fn=..., prepare=...)`` -> (loss, accuracy, predictions).
 ``predict(model, params, X, prepare=...)`` -> the model's outputs (eval mode), batch by batch.
+
+Models with state (``layers.base.StatefulLayer``, e.g. BatchNorm's running statistics): pass
+the state init returned, ``fit(..., state=state)``, ``evaluate(..., state=)``, ``predict(...,
+state=)``.  Each step's new state is adopted only when the step succeeds (a FloatingPointError
+keeps params, optimizer state and model state of before the step); the optimizer, weight
+decay, ``grad_transform`` and the finiteness checks never see it; checkpoints save it (its own
+tree, ``state/...``) and resume restores it, bit for bit; validation and evaluate/predict run
+in eval mode with the current state and never change it; ``result.state`` is the final state.
+A stateful model without state=, or a stateless one with it, is a ValueError.
 ``fit(..., augment=fn)``: each training batch becomes ``fn(prepare(xb), key)`` (see
 ``dlkit.data.augment``); ``fit(..., callbacks=[...])``: ``Callback`` objects called after each
 step and epoch, which may stop the run.
@@ -25,12 +34,17 @@ step and epoch, which may stop the run.
 Data-parallel training: launched under ``mpiexec -n N`` (``dlkit.distributed``), every rank
 calls fit with the same arguments; fit checks that the ranks agree (data size, sample shape,
 batch size, epochs, key, params' names, shapes and dtypes) and that the batch has at least N
-rows, starts from rank 0's params and optimizer state, and each step computes the gradient of
-the rank's share of the global batch of ``batch_size`` rows (``distributed.epoch_shards``) and
-averages it over the ranks with one fused allreduce (weighted by rows, so the step is the
+rows, starts from rank 0's params, optimizer state and model state, and each step computes the
+gradient of the rank's share of the global batch of ``batch_size`` rows
+(``distributed.epoch_shards``) and averages it over the ranks with one fused allreduce (weighted by rows, so the step is the
 single-process step to float32 rounding; without dropout the params match a one-process run to
 float32 tolerance, and two runs with the same N match bit for bit).  The loss and the count of
-correct predictions ride in the same buffer.  A forward pass that draws random numbers
+correct predictions ride in the same buffer, and so does a stateful model's new state, averaged
+over the ranks weighted by rows as the gradients (its float leaves; other leaves, such as
+counters, are each rank's own), so all ranks hold identical state.  Normalisation statistics
+are therefore per-rank batch statistics (each rank normalises with its shard's mean and
+variance, as PyTorch's plain BatchNorm under DistributedDataParallel), not synchronized
+BatchNorm; only the running statistics are averaged.  A forward pass that draws random numbers
 (dropout) uses ``fold_in(fold_in(key, step), rank)`` on each rank.  Only rank 0 logs, shows
 progress and writes checkpoints; on resume rank 0 reads the checkpoint and sends it to every
 rank, so a run resumes with any number of ranks.  Host arrays only (device params under MPI are
@@ -40,7 +54,8 @@ Device training: pass params moved with ``dlkit.device.to_device`` and the whole
 the GPU (the backend follows the arrays).  Each batch is prepared on the host and copied to
 the device; per step the host reads back the loss, a one-byte finiteness flag of the
 gradients and the outputs for the accuracy; checkpoints are written from host copies, and
-the result's params and optimizer state stay on the device.
+the result's params and optimizer state stay on the device.  A model state goes with the params:
+it is moved to the device with them (``dlkit.device.to_device``) and saved from host copies.
 """
 from __future__ import annotations
 
@@ -56,6 +71,7 @@ from . import checkpoint as ckpt
 from . import device, distributed, logs, losses, nn, tree
 from .optim import Optimizer, apply_updates
 from .data import batching
+from .layers.base import is_stateful
 from .random import Key, fold_in
 
 EPOCH_SALT = 1 << 20
@@ -107,12 +123,33 @@ class Callback:
 
 class FitResult(NamedTuple):
     """What ``fit`` returns: the trained ``params``, the optimizer state ``opt_state`` (pass
-    both to another ``fit`` to continue), and ``history``, a dict of per-epoch lists
-    (``epoch``, ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``...)."""
+    both to another ``fit`` to continue), ``history``, a dict of per-epoch lists (``epoch``,
+    ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``...), and ``state``,
+    the model state after the last step for a model with state (a ``StatefulLayer``: pass it
+    to evaluate, predict or another fit), None for a stateless model."""
 
     params: dict
     opt_state: dict
     history: dict
+    state: dict | None = None
+
+
+def _model_state(model, state, what):
+    """ValueError unless ``state`` is given exactly when ``model`` has state."""
+    if is_stateful(model) and state is None:
+        raise ValueError(f"{what}: the model has state (a StatefulLayer, e.g. BatchNorm's "
+                         "running statistics); pass state=, the state its init returned "
+                         "(out_shape, params, state = model.init(...)) or fit's result.state")
+    if not is_stateful(model) and state is not None:
+        raise ValueError(f"{what}: state= was given but the model has no state (a Layer, not "
+                         "a StatefulLayer); leave state out")
+
+
+def _forward_eval(model, params, x, state):
+    """The model's outputs in eval mode (state, if any, used and not changed)."""
+    if state is None:
+        return model.forward(params, x, train=False)[0]
+    return model.forward(params, x, state=state, train=False)[0]
 
 
 def predictions(out: NDArray) -> NDArray[np.int64]:
@@ -135,7 +172,8 @@ def predictions(out: NDArray) -> NDArray[np.int64]:
 def evaluate(model: nn.Layer, params: dict, X: NDArray, Y: NDArray, *,
              loss_fn: Callable[[Any, Any], tuple[float, Any]] = losses.softmax_cross_entropy,
              prepare: Callable[[NDArray], NDArray] | None = None,
-             batch_size: int = 1000) -> tuple[float, float, NDArray[np.int64]]:
+             batch_size: int = 1000,
+             state: dict | None = None) -> tuple[float, float, NDArray[np.int64]]:
     """Mean loss, accuracy and predictions of ``model`` on (X, Y), in eval mode (no dropout).
 
     Args:
@@ -145,6 +183,8 @@ def evaluate(model: nn.Layer, params: dict, X: NDArray, Y: NDArray, *,
         loss_fn: ``loss_fn(out, y) -> (loss, dout)``, as in ``dlkit.losses``.
         prepare: ``fn(X[idx]) -> model input``, e.g. scaling uint8 images to float32.
         batch_size: examples per forward pass.
+        state: the model state of a ``StatefulLayer`` model (required for one, refused for a
+            stateless model); used in eval mode, never changed.
 
     Returns:
         ``(loss, accuracy, predictions)``: floats and (N,) predicted labels.
@@ -159,12 +199,12 @@ def evaluate(model: nn.Layer, params: dict, X: NDArray, Y: NDArray, *,
         >>> round(loss, 4), acc, preds.shape          # zero inputs: uniform logits
         (1.0986, 1.0, (10,))
     """
-    return _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, {})[:3]
+    _model_state(model, state, "evaluate")
+    return _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, {}, state)[:3]
 
 
-def _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, metrics):
+def _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, metrics, state=None):
     """evaluate, plus {name: row-weighted mean of fn(out, y) over the batches} of ``metrics``."""
-    _, forward, _ = model
     total, preds = 0.0, []
     sums = dict.fromkeys(metrics, 0.0)
     on_dev = device.on_device_tree(params)
@@ -172,7 +212,7 @@ def _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, metrics):
         x = prepare(xb) if prepare else xb
         if on_dev:
             x = device.to_device(x)
-        out, _ = forward(params, x, train=False)
+        out = _forward_eval(model, params, x, state)
         total += loss_fn(out, yb)[0] * len(xb)
         host_out = device.to_host(out)
         preds.append(predictions(host_out))
@@ -184,7 +224,8 @@ def _evaluate(model, params, X, Y, loss_fn, prepare, batch_size, metrics):
 
 
 def predict(model: nn.Layer, params: dict, X: NDArray, *, batch_size: int = 1000,
-            prepare: Callable[[NDArray], NDArray] | None = None) -> NDArray:
+            prepare: Callable[[NDArray], NDArray] | None = None,
+            state: dict | None = None) -> NDArray:
     """The outputs of ``model`` for X in eval mode (``train=False``: no dropout), computed
     ``batch_size`` rows at a time and concatenated on the host: what ``model.forward(params,
     prepare(X[i:j]), train=False)`` gives batch by batch, bit for bit.
@@ -196,14 +237,17 @@ def predict(model: nn.Layer, params: dict, X: NDArray, *, batch_size: int = 1000
         X: (N, ...) inputs, no labels.
         batch_size: rows per forward pass, an int >= 1 (the last batch may be smaller).
         prepare: ``fn(X[i:j]) -> model input``.
+        state: the model state of a ``StatefulLayer`` model (required for one, refused for a
+            stateless model); used in eval mode, never changed.
 
     Returns:
         (N, ...) host array of outputs (e.g. (N, C) logits; ``predictions`` turns them into
         labels).
 
     Raises:
-        ValueError: a batch_size that is not an int >= 1, or an empty X (0 rows: the output's
-            trailing shape is not known without a forward pass).
+        ValueError: a batch_size that is not an int >= 1, an empty X (0 rows: the output's
+            trailing shape is not known without a forward pass), or state= missing for a
+            stateful model / given for a stateless one.
 
     Example:
         >>> import numpy as np
@@ -220,7 +264,7 @@ def predict(model: nn.Layer, params: dict, X: NDArray, *, batch_size: int = 1000
         raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
     if len(X) == 0:
         raise ValueError("predict: X is empty (0 samples); expected at least one row")
-    forward = model.forward
+    _model_state(model, state, "predict")
     on_dev = device.on_device_tree(params)
     outs = []
     for i in range(0, len(X), batch_size):
@@ -228,7 +272,7 @@ def predict(model: nn.Layer, params: dict, X: NDArray, *, batch_size: int = 1000
         x = prepare(x) if prepare else x
         if on_dev:
             x = device.to_device(x)
-        out, _ = forward(params, x, train=False)
+        out = _forward_eval(model, params, x, state)
         outs.append(np.asarray(device.to_host(out)))
     return np.concatenate(outs)
 
@@ -282,7 +326,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         tensorboard_dir: str | os.PathLike | None = None,
         augment: Callable[[NDArray, Key], NDArray] | None = None,
         callbacks: Sequence[Any] = (),
-        metrics: dict[str, Callable[[NDArray, NDArray], float]] | None = None) -> FitResult:
+        metrics: dict[str, Callable[[NDArray, NDArray], float]] | None = None,
+        state: dict | None = None) -> FitResult:
     """Train ``model`` (a Layer) from ``params`` with optimizer ``opt`` on ``train = (X, Y)``.
 
     val: (X, Y) evaluated after each epoch.  grad_transform: fn(grads) -> grads applied before
@@ -317,18 +362,28 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     ``epoch/*`` (the CSV's values) every epoch, all against the global step.  The history
     (``result.history``) has the CSV's columns as lists, ``lr`` always (None where unknown).
 
+    state: the model state of a ``StatefulLayer`` model (``model.init`` returned it; required
+    for one, a ValueError for a stateless model).  Each training step threads it through the
+    model and the new state is adopted when the step succeeds; it is never seen by ``opt``
+    (weight decay included), ``grad_transform`` or the finiteness checks; it is checkpointed
+    and restored on resume; validation uses it in eval mode.  Under MPI the new state is
+    averaged over the ranks every step (weighted by rows, see the module docstring).  With
+    device params it is moved to the device.  ``result.state`` is the final state.
+
     Shapes: X (N, ...) of any dtype that ``prepare`` turns into the model's input (float32 by
     default, as the params), Y (N,) integer labels (or the targets ``loss_fn`` takes); params
     and opt_state are trees of arrays (``opt.init(params)`` when opt_state is None).
 
     Returns:
-        ``FitResult(params, opt_state, history)``.
+        ``FitResult(params, opt_state, history, state)`` (state None for a stateless model).
 
     Raises:
         ValueError: bad settings (batch_size < 1, epochs < 0, an empty training set, X and Y
-            of different lengths), raised before any work.
+            of different lengths, state= missing for a stateful model or given for a stateless
+            one), raised before any work.
         FloatingPointError: a non-finite loss, gradient or updated param (naming the step and
-            the tensor); params and state stay those of before the step.
+            the tensor); params, optimizer state and model state stay those of before the
+            step.
 
     Example:
         >>> import numpy as np
@@ -344,6 +399,7 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         ([1, 2, 3, 4, 5], True)
     """
     X, Y = train
+    _model_state(model, state, "fit")
     if len(X) != len(Y):
         raise ValueError(f"fit: X and Y have different lengths, {len(X)} and {len(Y)}")
     if len(X) == 0:
@@ -375,9 +431,13 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
     step_fn = nn.value_and_grad(model, loss_fn)
     on_dev = device.on_device_tree(params)
     opt_state = opt.init(params) if opt_state is None else opt_state
+    stateful = state is not None
+    if stateful and on_dev and not device.on_device_tree(state):
+        state = device.to_device(state)
     world = distributed.setup()
     if world.size > 1:
-        params, opt_state = _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev)
+        params, opt_state, state = _agree(params, opt_state, X, Y, key, batch_size, epochs,
+                                          on_dev, state)
         log = log if world.rank == 0 else (lambda msg: None)
         progress = progress and world.rank == 0
     n_per_epoch = batching.n_batches(len(X), batch_size)
@@ -391,10 +451,12 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
         if not checkpoint_dir:
             raise ValueError("fit: resume=True needs checkpoint_dir")
         c = distributed.from_main(ckpt.restore, checkpoint_dir,
-                                  like=device.to_host(params) if on_dev else params)
+                                  like=device.to_host(params) if on_dev else params,
+                                  like_state=device.to_host(state) if stateful else None)
         if c is not None and on_dev:
             c = c._replace(params=device.to_device(c.params),
-                           opt_state=device.to_device(c.opt_state))
+                           opt_state=device.to_device(c.opt_state),
+                           state=device.to_device(c.state) if stateful else None)
         if c is not None:
             m = c.meta
             missing = [k for k in _RESUME_META if k not in m]
@@ -414,6 +476,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 raise ValueError(f"fit: checkpoint {c.path} was trained with key {m.get('key')}"
                                  f", this run uses {key}; pass the same --seed to resume")
             params, opt_state, step = c.params, c.opt_state, c.step
+            if stateful:
+                state = c.state
             epoch, start_batch, sums = m["epoch"], m["batch"], m["sums"]
             history, best, since_best = m["history"], m["best"], m["since_best"]
             history.setdefault("lr", [None] * len(history["epoch"]))   # older checkpoints
@@ -436,7 +500,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                 n_train=len(X), metrics=names,
                 data_order=f"permutation(fold_in(key, {EPOCH_SALT}+epoch))")
             ckpt.save(checkpoint_dir, step, device.to_host(params), device.to_host(opt_state),
-                      keep=keep, meta=meta)
+                      keep=keep, meta=meta,
+                      state=device.to_host(state) if stateful else None)
 
     try:
         stop = False
@@ -462,17 +527,23 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                         x, yd = device.to_device((x, yb))
                     step_key = fold_in(key, step) if world.size == 1 else \
                         fold_in(fold_in(key, step), world.rank)
-                    loss, out, grads = step_fn(params, x, yd, key=step_key)
+                    if stateful:
+                        loss, out, grads, new_mstate = step_fn(params, x, yd, state=state,
+                                                               key=step_key)
+                    else:
+                        loss, out, grads = step_fn(params, x, yd, key=step_key)
+                        new_mstate = None
                     host_out = device.to_host(out)
                     correct = int(np.sum(predictions(host_out) == np.asarray(yb).reshape(-1)))
                     values = [float(fn(host_out, yb)) for fn in metrics.values()]
                 else:       # a last batch with fewer rows than ranks: this rank adds nothing
                     loss, correct, grads = 0.0, 0, tree.map(np.zeros_like, params)
                     values = [0.0] * len(names)
+                    new_mstate = state          # weight 0 in the average below
                 if world.size > 1:
-                    grads, (loss_sum, correct, *value_sums) = distributed.allreduce(
-                        grads, len(mine) / rows,
-                        extra=[loss * len(mine), correct, *(v * len(mine) for v in values)])
+                    grads, new_mstate, (loss_sum, correct, *value_sums) = _allreduce(
+                        grads, new_mstate, len(mine) / rows,
+                        [loss * len(mine), correct, *(v * len(mine) for v in values)])
                     loss, correct = loss_sum / rows, int(round(correct))
                     values = [v / rows for v in value_sums]
                 _check_finite(loss, grads, step, epoch, start_batch)
@@ -485,6 +556,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
                     new_params = apply_updates(params, updates)
                 _check_updated(new_params, step, epoch, start_batch)
                 params, opt_state = new_params, new_state
+                if stateful:
+                    state = new_mstate
                 if lr_of is not None:
                     lr = lr_of(step)
                 if board is not None:
@@ -528,7 +601,8 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
             for name, total in zip(names, sums[3:]):
                 history[name].append(total / max(1, sums[2]))
             if val is not None:
-                vl, va, _, vm = _evaluate(model, params, *val, loss_fn, prepare, 1000, metrics)
+                vl, va, _, vm = _evaluate(model, params, *val, loss_fn, prepare, 1000, metrics,
+                                          state)
             else:
                 vl = va = None
                 vm = dict.fromkeys(names)
@@ -563,7 +637,7 @@ def fit(model: nn.Layer, params: dict, opt: Optimizer, train: tuple[NDArray, NDA
             if epoch_cbs and any([bool(f(epoch, dict(row))) for f in epoch_cbs]):
                 stop = True
             save()
-        return FitResult(params, opt_state, history)
+        return FitResult(params, opt_state, history, state)
     finally:
         for w in (csv, board):
             if w is not None:
@@ -597,10 +671,31 @@ def _open_logs(csv_log, tensorboard_dir, history, with_val, with_lr, step, names
     return csv, board
 
 
-def _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev):
+def _allreduce(grads, state, weight, extra):
+    """Under MPI: the row-weighted sums over the ranks of the gradients and of the float
+    leaves of the model state (None: no state), and the sums of ``extra``, in one fused
+    allreduce.  The state's other leaves (counters) stay this rank's own."""
+    if state is None:
+        grads, sums = distributed.allreduce(grads, weight, extra=extra)
+        return grads, None, sums
+    flat = tree.flatten(state)
+    floats = {k: a for k, a in flat.items() if np.issubdtype(np.asarray(a).dtype, np.floating)}
+    both, sums = distributed.allreduce({"g": grads, "s": tree.unflatten(floats)}, weight,
+                                       extra=extra)
+    flat.update(tree.flatten(both.get("s", {})))
+    return both.get("g", {}), _rebuild(state, flat), sums
+
+
+def _rebuild(like, flat, prefix=""):
+    """The tree ``like`` (empty dicts included) with its leaves taken from ``flat``."""
+    return {k: _rebuild(v, flat, prefix + k + tree.SEP) if isinstance(v, dict)
+            else flat[prefix + k] for k, v in like.items()}
+
+
+def _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev, state=None):
     """Under MPI, before any step: refuse device params and a batch smaller than the number of
     ranks, check that every rank was given the same run (DistributedError naming the rank and
-    both values otherwise), and return rank 0's params and optimizer state."""
+    both values otherwise), and return rank 0's params, optimizer state and model state."""
     if on_dev:
         raise distributed.DistributedError(
             "fit: data-parallel training over MPI takes host (NumPy) params; got device "
@@ -611,5 +706,7 @@ def _agree(params, opt_state, X, Y, key, batch_size, epochs, on_dev):
                            labels=(Y0.shape[1:], Y0.dtype.str), batch_size=int(batch_size),
                            epochs=int(epochs), key=tuple(key),
                            params=distributed.signature(params),
-                           opt_state=distributed.signature(opt_state))
-    return distributed.broadcast(params), distributed.broadcast(opt_state)
+                           opt_state=distributed.signature(opt_state),
+                           state=None if state is None else distributed.signature(state))
+    return distributed.broadcast(params), distributed.broadcast(opt_state), \
+        None if state is None else distributed.broadcast(state)
