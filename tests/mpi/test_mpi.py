@@ -104,6 +104,21 @@ def test_shards_partition_each_batch_and_epoch(fits):
         assert sorted(sum(one, [])) == list(range(202))
 
 
+def test_stateful_model_ends_with_identical_state_on_every_rank(mpiexec, tmp_path):
+    """The model state (per-rank batch statistics) is averaged over the ranks every step:
+    2 ranks end with the same state and params, bit for bit, and the state has moved."""
+    ok(mpiexec, 2, "fit_state", tmp_path)
+    states = []
+    for r in (0, 1):
+        with np.load(tmp_path / f"state{r}.npz") as z:
+            states.append(dict(z))
+    assert states[0].keys() == {"bn/mean"} == states[1].keys()
+    assert states[0]["bn/mean"].tobytes() == states[1]["bn/mean"].tobytes()
+    assert np.abs(states[0]["bn/mean"]).max() > 0
+    assert info(tmp_path, 0)["state"] == info(tmp_path, 1)["state"]
+    assert info(tmp_path, 0)["digest"] == info(tmp_path, 1)["digest"]
+
+
 def test_broadcast_gives_every_rank_rank0s_params(mpiexec, tmp_path):
     ok(mpiexec, 3, "broadcast", tmp_path, "--rank-init")
     first = params(tmp_path, 0)

@@ -16,6 +16,7 @@ import numpy as np
 
 import dlkit
 from dlkit import checkpoint, distributed as dist, layers as L, nn, optim, random, rbm, train, tree
+from dlkit.layers.base import StatefulLayer
 
 
 def synthetic(n, d=12, classes=3):
@@ -69,6 +70,33 @@ def run_fit(out, a):
     save_rank(out, r.params, shards=shards, history=r.history)
 
 
+def center():
+    """A stateful layer (x - batch mean in training, - running mean in eval; state {"mean"}),
+    so fit threads and averages model state over the ranks."""
+    def init(key, in_shape, dtype=np.float32):
+        return tuple(in_shape), {}, {"mean": np.zeros(in_shape, dtype)}
+
+    def forward(params, x, *, state, key=None, train=False):
+        if not train:
+            return x - state["mean"], None, state
+        m = x.mean(axis=0)
+        return x - m, None, {"mean": (0.5 * state["mean"] + 0.5 * m).astype(x.dtype)}
+
+    def backward(params, cache, dy, *, need_dx=True):
+        return (dy - dy.mean(axis=0) if need_dx else None), {}
+    return StatefulLayer(init, forward, backward)
+
+
+def run_fit_state(out, a):
+    X, Y = synthetic(a.n)
+    m = nn.serial(("fc1", L.Dense(16, activation="relu")), ("bn", center()), ("fc2", L.Dense(3)))
+    _, params, state = m.init(random.key(1), (12,))
+    r = train.fit(m, params, optim.adam(1e-2), (X, Y), key=random.key(7), epochs=a.epochs,
+                  batch_size=a.batch_size, progress=False, state=state)
+    np.savez(out / f"state{dist.rank()}.npz", **tree.flatten(r.state))
+    save_rank(out, r.params, history=r.history, state=tree.digest(r.state))
+
+
 def run_broadcast(out, a):
     _, params = model().init(random.fold_in(random.key(1), dist.rank()), (12,))
     save_rank(out, dist.broadcast(params))
@@ -89,7 +117,7 @@ def run_raise(out, a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["fit", "broadcast", "rbm", "raise"])
+    p.add_argument("scenario", choices=["fit", "fit_state", "broadcast", "rbm", "raise"])
     p.add_argument("out", type=Path)
     p.add_argument("--n", type=int, default=202,
                    help="rows; 202 = 8 batches of 25 and one of 2, fewer rows than 3 ranks")
@@ -104,7 +132,8 @@ def main():
     p.add_argument("--kill-after", type=int, default=None, help="rank 1 SIGKILLs itself")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    {"fit": run_fit, "broadcast": run_broadcast, "rbm": run_rbm, "raise": run_raise}[
+    {"fit": run_fit, "fit_state": run_fit_state, "broadcast": run_broadcast, "rbm": run_rbm,
+     "raise": run_raise}[
         a.scenario](a.out, a)
 
 
