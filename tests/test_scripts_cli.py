@@ -62,7 +62,7 @@ def test_per_model_defaults_are_spelled_out(capsys):
     with pytest.raises(SystemExit):
         train_mnist.main(["--help"])
     options = _options(capsys.readouterr().out)
-    assert "(default: per model: cnn 2e-3, cnn-deep 1e-3, lstm 1e-3, mlp 2e-3;" in \
+    assert "(default: per model: cnn 2e-3, cnn-deep 1e-3, lstm 1e-3, mlp 2e-3, resnet 2e-3;" in \
         options["--lr"]
     assert "(default: per model: cnn 64," in options["--batch-size"]
     assert "cosine decays it to 0" in options["--schedule"]
@@ -205,7 +205,42 @@ def test_augment_flag_trains_cnn_on_augmented_batches(fake_mnist, tmp_path, caps
 
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
 def test_augment_flag_refuses_non_image_models(fake_mnist, tmp_path, model):
-    with pytest.raises(SystemExit, match=rf"^error: --augment needs an image model .*: cnn or "
-                                         rf"cnn-deep, not {model}$"):
+    with pytest.raises(SystemExit, match=rf"^error: --augment needs an image model .*: cnn, "
+                                         rf"cnn-deep or resnet, not {model}$"):
         train_mnist.main(["--model", model, "--augment", "--out", str(tmp_path / "o"),
                           "--quiet"])
+
+
+def test_resnet_resumed_run_ends_with_the_uninterrupted_params_and_state(fake_mnist, tmp_path):
+    """--model resnet (BatchNorm: running statistics as state) with --augment: a run cut
+    after its first epoch (its last checkpoint removed) and resumed ends bit for bit where an
+    uninterrupted one ends: params, optimizer state and the running statistics."""
+    import shutil
+
+    from dlkit import checkpoint, tree
+    common = ["--model", "resnet", "--augment", "--batch-size", "6", "--epochs", "2", "--quiet",
+              "--no-plots"]
+    for name in ("cut", "full"):
+        train_mnist.main([*common, "--out", str(tmp_path / name)])
+    last = checkpoint.list_checkpoints(tmp_path / "cut" / "checkpoints")[-1]
+    shutil.rmtree(last)                                  # as if killed before epoch 2 ended
+    assert checkpoint.restore(tmp_path / "cut" / "checkpoints").step == 4
+    train_mnist.main([*common, "--resume", str(tmp_path / "cut")])
+    a, b = (checkpoint.restore(tmp_path / d / "checkpoints") for d in ("cut", "full"))
+    assert a.step == b.step == 8
+    assert sorted(tree.flatten(a.state))[:2] == ["block1/bn_a/mean", "block1/bn_a/var"]
+    assert tree.equal(a.params, b.params) and tree.equal(a.opt_state, b.opt_state)
+    assert tree.equal(a.state, b.state)
+    means = [v for k, v in tree.flatten(a.state).items() if k.endswith("/mean")]
+    assert len(means) == 6 and all(m.any() for m in means)     # trained, not the zeros of init
+
+
+def test_val_fraction_zero_trains_on_every_image_without_validation(fake_mnist, tmp_path,
+                                                                    capsys):
+    import json
+    out = tmp_path / "all"
+    train_mnist.main(["--epochs", "1", "--batch-size", "6", "--val-fraction", "0", "--out",
+                      str(out), "--quiet", "--no-plots"])
+    assert "(24 train / 0 val / 6 test)" in capsys.readouterr().out
+    hist = json.loads((out / "history.json").read_text())["history"]
+    assert hist["val_loss"] == [None] and hist["val_accuracy"] == [None]

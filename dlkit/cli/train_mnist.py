@@ -50,7 +50,7 @@ def parse_args(argv=None):
     runs.setting(p, SETTINGS, "--optimizer", "adam", choices=["adam", "adamw", "sgd", "rmsprop"])
     runs.setting(p, SETTINGS, "--seed", 0, type=int)
     runs.setting(p, SETTINGS, "--val-fraction", 0.1, type=runs.fraction,
-                 help="share of the training set held out for validation")
+                 help="share of the training set held out for validation (0: none, train on all)")
     runs.setting(p, SETTINGS, "--train-subset", None, type=runs.positive_int, metavar="N",
                  default_text="all",
                  help="train on the first N training images only (quick experiments)")
@@ -79,9 +79,9 @@ def main(argv=None):
     try:
         out = runs.resolve(args, "train_mnist.py", SETTINGS,
                            default_out=lambda a: f"runs/{a.dataset}-{a.model}")
-        if args.augment and args.model not in ("cnn", "cnn-deep"):
-            sys.exit(f"error: --augment needs an image model whose input is (N, 1, 28, 28): cnn "
-                     f"or cnn-deep, not {args.model}")
+        if args.augment and args.model not in ("cnn", "cnn-deep", "resnet"):
+            sys.exit(f"error: --augment needs an image model whose input is (N, 1, 28, 28): cnn, "
+                     f"cnn-deep or resnet, not {args.model}")
         (xtr, ytr), (xte, yte) = data.load_mnist(args.dataset, data_dir=args.data_dir,
                                                  progress=not args.quiet)
     except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
@@ -91,10 +91,13 @@ def main(argv=None):
     if args.train_subset:
         xtr, ytr = xtr[:args.train_subset], ytr[:args.train_subset]
     key = random.key(args.seed)
-    (xtr, ytr), (xva, yva) = data.train_val_split(xtr, ytr, args.val_fraction,
-                                                  random.fold_in(key, 0))
+    val = None                  # --val-fraction 0: train on every training image, no validation
+    if args.val_fraction > 0:
+        (xtr, ytr), val = data.train_val_split(xtr, ytr, args.val_fraction,
+                                               random.fold_in(key, 0))
     model, prepare, in_shape = MODELS[args.model](args.dataset)
-    _, params = model.init(random.fold_in(key, 1), in_shape)
+    _, params, *rest = model.init(random.fold_in(key, 1), in_shape)
+    state = rest[0] if rest else None           # BatchNorm's running statistics (resnet)
     if args.device == "cuda":
         from dlkit import device
         try:
@@ -102,6 +105,7 @@ def main(argv=None):
         except RuntimeError as e:
             sys.exit(f"error: {e}")
         params = device.to_device(params)
+        state = None if state is None else device.to_device(state)
     if args.lr is None:
         args.lr = DEFAULT_LR[args.model]
     if args.batch_size is None:
@@ -112,22 +116,23 @@ def main(argv=None):
     opt = optim.get(args.optimizer, optim.cosine(lr, total_steps) if args.schedule == "cosine"
                     else lr)
     print(f"dlkit {dlkit.__version__}: {args.model} on {args.dataset} "
-          f"({len(xtr)} train / {len(xva)} val / {len(xte)} test), "
+          f"({len(xtr)} train / {len(val[0]) if val else 0} val / {len(xte)} test), "
           f"{tree.size(params):,} params, {args.optimizer} lr={lr} ({args.schedule}), "
           f"batch {args.batch_size}, seed {args.seed}, {args.device}"
           + (", augment: crop 2 + flip" if args.augment else ""))
     t0 = time.perf_counter()
     result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
                        epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
-                       val=(xva, yva), checkpoint_dir=out / "checkpoints",
+                       val=val, checkpoint_dir=out / "checkpoints",
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
                        progress=not args.quiet, csv_log=out / "history.csv",
                        tensorboard_dir=out / "tensorboard" if args.tensorboard else None,
-                       augment=data.crop_and_flip(2) if args.augment else None)
+                       augment=data.crop_and_flip(2) if args.augment else None, state=state)
     seconds = time.perf_counter() - t0
     if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
         return None
-    test_loss, test_acc, pred = train.evaluate(model, result.params, xte, yte, prepare=prepare)
+    test_loss, test_acc, pred = train.evaluate(model, result.params, xte, yte, prepare=prepare,
+                                               state=result.state)
     names = data.CLASS_NAMES[args.dataset]
     print(f"\ntest accuracy {test_acc:.4f} (loss {test_loss:.4f}) after "
           f"{runs.plural(len(result.history['epoch']), 'epoch')}, {seconds:.1f} s of training\n")

@@ -8,3 +8,4 @@ from .recurrent import (GRU, LSTM, Bidirectional, Padded, SimpleRNN,  # noqa: F4
                         TimeDistributed)
 from .embedding import Embedding, SpatialDropout1D  # noqa: F401
 from .norm import LayerNorm  # noqa: F401
+from .batchnorm import BatchNorm  # noqa: F401

@@ -66,6 +66,44 @@ def test_train_mnist_cnn(tmp_path, monkeypatch):
     assert runs["cuda"]["test_accuracy"] == runs["cpu"]["test_accuracy"]
 
 
+def _tiny_resnet(dataset="fashion-mnist"):
+    """The zoo resnet's pattern (conv + BatchNorm/ReLU, a residual block ending in BatchNorm),
+    tiny: the simulator is slow."""
+    model = nn.serial(("stem", L.Conv2D(2, 3, stride=3, use_bias=False)),
+                      ("stem_bn", L.BatchNorm(activation="relu")),
+                      ("block1", nn.residual(("conv_a", L.Conv2D(2, 3, padding="same",
+                                                                 use_bias=False)),
+                                             ("bn_a", L.BatchNorm()))),
+                      ("pool1", L.MaxPool2D(3)), ("flatten", L.Flatten()),
+                      ("fc", L.Dense(10)))
+    return model, zoo.images, (1, 28, 28)
+
+
+def test_train_mnist_resnet(tmp_path, monkeypatch):
+    """train_mnist.py --device cuda --model resnet --augment (a tiny resnet) on 12 synthetic
+    images: the history and the BatchNorm running statistics of the CPU run."""
+    rng = np.random.default_rng(0)
+    fake = ((rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), rng.integers(0, 10, 12)),
+            (rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), rng.integers(0, 10, 4)))
+    monkeypatch.setattr(data, "load_mnist", lambda *a, **k: fake)
+    monkeypatch.setitem(zoo.MODELS, "resnet", _tiny_resnet)
+    runs, states = {}, {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / dev
+        train_mnist.main(["--device", dev, "--model", "resnet", "--augment", "--epochs", "1",
+                          "--batch-size", "6", "--out", str(out), "--no-plots", "--quiet"])
+        runs[dev] = json.loads((out / "history.json").read_text())
+        states[dev] = checkpoint.restore(out / "checkpoints").state
+    assert runs["cuda"]["device"] == "cuda"
+    for k in ("loss", "accuracy", "val_loss"):
+        np.testing.assert_allclose(runs["cuda"]["history"][k], runs["cpu"]["history"][k],
+                                   rtol=1e-5)
+    assert runs["cuda"]["test_accuracy"] == runs["cpu"]["test_accuracy"]
+    assert sorted(tree.flatten(states["cpu"])) == ["block1/bn_a/mean", "block1/bn_a/var",
+                                                   "stem_bn/mean", "stem_bn/var"]
+    _close_trees(states["cuda"], states["cpu"], rtol=1e-5)
+
+
 def test_train_imdb(imdb_dir, tmp_path, capsys):  # noqa: F811
     """Embedding (device ids), SpatialDropout1D, LSTM over a ragged batch, clipping, BCE with
     integer labels: the CPU run's losses and params."""
