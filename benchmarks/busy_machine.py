@@ -5,6 +5,7 @@
     python benchmarks/busy_machine.py --loads none spin2 --steps mlp lstm
     python benchmarks/busy_machine.py --env GOMP_SPINCOUNT=0   # try a knob (dlkit worker only)
     python benchmarks/busy_machine.py --pair                   # two CNN trainings vs one alone
+    python benchmarks/busy_machine.py --loads none --steps resnet   # side by side, quiet
 
 Each load is started by this script and stopped when its cells are done (every load process
 also ends itself after ``--load-limit`` seconds, so nothing outlives a killed run):
@@ -16,7 +17,8 @@ also ends itself after ``--load-limit`` seconds, so nothing outlives a killed ru
     dlkit        a second dlkit process training the CNN in a loop
 
 Under each load every step (``mlp``, ``cnn``, ``lstm``: the zoo models' training step at batch
-128; ``imdb``: the IMDb LSTM step at batch 64 x 200 tokens) runs in a fresh process: warm-up
+128; ``imdb``: the IMDb LSTM step at batch 64 x 200 tokens; on request also ``resnet`` and ``cnn-deep``, the zoo's
+other image models) runs in a fresh process: warm-up
 steps, then per-step times for ``--seconds`` seconds; that is repeated ``--repeats`` times, and
 the table gives the median and the 90th percentile over all timed steps, and both as a multiple
 of the quiet median.  Keras on TensorFlow (``pip install -e ".[keras]"``) runs the same models
@@ -46,6 +48,7 @@ if str(ROOT) not in sys.path:       # run as a script: make ``benchmarks.*`` imp
 LOADS = {"none": [], "spin1": ["spin"], "spin2": ["spin", "spin"], "torch": ["torch"],
          "torch+spin1": ["torch", "spin"], "dlkit": ["dlkit"]}
 STEPS = ("mlp", "cnn", "lstm", "imdb")
+EXTRA_STEPS = ("resnet", "cnn-deep")     # on request (--steps resnet): not in the default table
 
 
 # ------------------------------------------------------------------------ the training steps
@@ -64,16 +67,21 @@ def dlkit_step(name):
         return imdb_step_dlkit()
     from dlkit.zoo import MODELS
     model, prepare, in_shape = MODELS[name]()
-    _, params = model.init(random.key(0), in_shape)
+    _, params, *state = model.init(random.key(0), in_shape)     # state: resnet's BatchNorm
     opt = optim.adam(1e-3)
-    box = [params, opt.init(params)]
+    box = [params, opt.init(params), *state]
     xb, yb = _zoo_batch()
     grad = nn.value_and_grad(model, losses.softmax_cross_entropy)
 
     def run():
-        params, state = box
-        _, _, g = grad(params, prepare(xb), yb, key=random.key(1))
-        box[:] = opt.step(g, state, params)
+        params, opt_state, *state = box
+        if state:
+            _, _, g, new_state = grad(params, prepare(xb), yb, state=state[0],
+                                      key=random.key(1))
+            box[:] = (*opt.step(g, opt_state, params), new_state)
+        else:
+            _, _, g = grad(params, prepare(xb), yb, key=random.key(1))
+            box[:] = opt.step(g, opt_state, params)
     return run
 
 
@@ -95,12 +103,40 @@ def keras_step(name):
         body = {"mlp": [K.Flatten(), K.Dense(128, activation="relu"), K.Dropout(0.2)],
                 "cnn": [K.Reshape((28, 28, 1)), K.Conv2D(32, 3, activation="relu"),
                         K.MaxPooling2D(2), K.Flatten(), K.Dense(128, activation="relu")],
-                "lstm": [K.LSTM(128)]}[name]
+                "lstm": [K.LSTM(128)], "resnet": _keras_resnet_body(K),
+                "cnn-deep": [K.Reshape((28, 28, 1)),
+                             K.Conv2D(32, 3, padding="same", activation="relu"),
+                             K.MaxPooling2D(2), K.Conv2D(64, 3, padding="same", activation="relu"),
+                             K.MaxPooling2D(2), K.Flatten(), K.Dense(128, activation="relu"),
+                             K.Dropout(0.3)]}[name]
         net = [K.Input((28, 28))] + body + [K.Dense(10)]
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = keras.Sequential(net)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     return lambda: model.train_on_batch(x, y)
+
+
+def _keras_resnet_body(K):
+    """The zoo resnet in Keras's functional style, as a list of one layer (a keras.Model)
+    taking (28, 28) images: channels-last, BatchNorm with PyTorch's momentum 0.1 (Keras
+    0.9) and eps 1e-5."""
+    import keras
+
+    def conv_bn(x, filters, relu):
+        x = K.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = K.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+        return K.ReLU()(x) if relu else x
+
+    def block(x, filters):
+        y = conv_bn(conv_bn(x, filters, True), filters, False)
+        return K.ReLU()(K.Add()([x, y]))
+
+    inp = K.Input((28, 28))
+    x = conv_bn(K.Reshape((28, 28, 1))(inp), 32, True)
+    x = K.MaxPooling2D(2)(block(x, 32))
+    x = K.MaxPooling2D(2)(block(conv_bn(x, 64, True), 64))
+    x = K.Dropout(0.3)(K.GlobalAveragePooling2D()(x))
+    return [keras.Model(inp, x)]
 
 
 def subject(framework, step, seconds, threads):
@@ -239,7 +275,7 @@ def pair(a, extra_env):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loads", nargs="*", default=list(LOADS), choices=list(LOADS))
-    p.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS)
+    p.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS + EXTRA_STEPS)
     p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per repeat")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="Keras/TF threads")
@@ -251,7 +287,7 @@ def main(argv=None):
     p.add_argument("--load-limit", type=float, default=900)
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--subject", choices=["dlkit", "keras"], help=argparse.SUPPRESS)
-    p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    p.add_argument("--step", choices=STEPS + EXTRA_STEPS, help=argparse.SUPPRESS)
     p.add_argument("--load", choices=["spin", "torch", "dlkit"], help=argparse.SUPPRESS)
     p.add_argument("--steps-only", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
