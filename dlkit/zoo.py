@@ -1,7 +1,8 @@
 """Ready-made models for the example scripts:
 ``MODELS[name](dataset="fashion-mnist") -> (model, prepare, in_shape)``.
 
-``model`` is a Layer (``nn.serial``); ``prepare(x_uint8)`` turns a batch of raw uint8 images
+``model`` is a Layer (``nn.serial``), or for ``resnet`` a StatefulLayer (its init also returns
+the BatchNorm running statistics); ``prepare(x_uint8)`` turns a batch of raw uint8 images
 (N, 28, 28) into the model's float32 input, whose per-example shape is ``in_shape``.
 ``DEFAULT_LR[name]`` and ``DEFAULT_BATCH[name]`` are train_mnist.py's defaults: the Adam learning
 rate it starts from (decayed by a cosine schedule over the run) and the batch size.  The CNN,
