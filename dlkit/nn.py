@@ -24,17 +24,23 @@ stateful children; with at least one the combinator is a StatefulLayer itself: i
 forward(params, x, *, state, key=None, train=False) returns (y, cache, new_state), the very
 state given when train=False.  The state's keys are checked before any kernel runs.  Without
 stateful children they are plain Layers, exactly as before.
+
+    summary(model, in_shape) -> Summary
+        a Keras-like table of every layer: nested name ("block1/conv_a"), output shape,
+        params, state and multiply-adds per example, with totals; print() it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from . import _check, device
 from .device import is_device_array
-from .layers.base import Layer, StatefulLayer, is_layer, is_stateful, no_params
-from .random import fold_in
+from . import tree
+from .layers.base import (Layer, StatefulLayer, _info, _register, _zero_macs, is_layer,
+                          is_stateful, no_params)
+from .random import fold_in, key as _key
 
 _NO_STATE = object()        # forward's default state=: a clear error instead of Python's
 
@@ -109,6 +115,14 @@ def _forward(name, layer, params, x, key, train, state, new_state):
     y, c, new_state[name] = _in_layer(name, layer.forward, params, x, state=state[name],
                                       key=key, train=train)
     return y, c
+
+
+def _combined(kind, named, stateful, init, forward, forward_state, backward):
+    """A combinator's layer, a StatefulLayer if any child has state, recorded with its
+    children for ``summary``."""
+    layer = StatefulLayer(init, forward_state, backward) if stateful else \
+        Layer(init, forward, backward)
+    return _register(layer, kind, None, named)
 
 
 def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
@@ -194,9 +208,7 @@ def serial(*layers: Layer | tuple[str, Layer]) -> Layer:
                 grads[name] = g
         return dy, grads
 
-    if stateful:
-        return StatefulLayer(init, forward_state, backward)
-    return Layer(init, forward, backward)
+    return _combined("serial", named, stateful, init, forward, forward_state, backward)
 
 
 # -- branching: fan_out, parallel, fan_in_sum, fan_in_concat, residual ------------------------
@@ -329,7 +341,7 @@ def fan_out(n: int) -> Layer:
         dys = _gradients(dys, n, shape, dtype, "fan_out backward")
         return (_sum(dys) if need_dx else None), {}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "fan_out", _zero_macs)
 
 
 def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
@@ -423,9 +435,7 @@ def parallel(*layers: Layer | tuple[str, Layer]) -> Layer:
                 grads[name] = g
         return (tuple(dxs) if need_dx else None), grads
 
-    if stateful:
-        return StatefulLayer(init, forward_state, backward)
-    return Layer(init, forward, backward)
+    return _combined("parallel", named, stateful, init, forward, forward_state, backward)
 
 
 def fan_in_sum() -> Layer:
@@ -476,7 +486,7 @@ def fan_in_sum() -> Layer:
         dy = _check.array(dy, shape, dtype, f"{what} backward: dy")
         return ((dy,) * _check.size(k, f"{what} backward: cache") if need_dx else None), {}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "fan_in_sum", _zero_macs)
 
 
 def _concat_shape(shapes, axis, what):
@@ -598,7 +608,7 @@ def fan_in_concat(axis: int = -1) -> Layer:
         return tuple(d.reshape(*(shape[:a + 1] + (m,) + shape[a + 2:]))
                      for d, m in zip(dxs, sizes)), {}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "fan_in_concat", _zero_macs)
 
 
 def _identity() -> Layer:
@@ -611,7 +621,7 @@ def _identity() -> Layer:
         _check.params(params, (), "identity backward")
         return (dy if need_dx else None), {}
 
-    return Layer(no_params, forward, backward)
+    return _register(Layer(no_params, forward, backward), "Identity", _zero_macs)
 
 
 def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) -> Layer:
@@ -724,9 +734,8 @@ def residual(*layers: Layer | tuple[str, Layer], shortcut: Layer | None = None) 
             grads["shortcut"] = g
         return (_sum([dx, dx_sc]) if need_dx else None), grads
 
-    if stateful:
-        return StatefulLayer(init, forward_state, backward)
-    return Layer(init, forward, backward)
+    return _combined("residual", named + [("shortcut", sc)], stateful, init, forward,
+                     forward_state, backward)
 
 
 def value_and_grad(model: Layer | StatefulLayer, loss_fn: Callable[[Any, Any], tuple[float, Any]]
@@ -768,3 +777,186 @@ def value_and_grad(model: Layer | StatefulLayer, loss_fn: Callable[[Any, Any], t
         return loss, out, grads, new_state
 
     return fn_state if is_stateful(model) else fn
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+class SummaryRow(NamedTuple):
+    """One layer of a ``Summary`` (``row._asdict()`` gives it as a dict).
+
+    Fields: ``name`` (the nested name, "block1/conv_a"), ``kind`` (the constructor: "Conv2D",
+    or the class name, "Layer", for a layer dlkit did not build), ``out_shape`` (per example,
+    without the batch axis; a tuple of shapes after ``fan_out``/``parallel``), ``params`` and
+    ``state`` (element counts) and ``macs`` (multiply-adds per example; None when unknown).
+    """
+
+    name: str
+    kind: str
+    out_shape: tuple
+    params: int
+    state: int
+    macs: int | None
+
+
+class Summary(NamedTuple):
+    """What ``summary`` returns: ``in_shape`` and ``out_shape`` (per example), ``rows`` (a list
+    of ``SummaryRow``, one per layer in forward order, combinators unrolled) and ``totals``
+    (``{"params", "state", "macs"}``: the sums over ``rows``, layers with unknown
+    multiply-adds counted as 0).  ``str(summary)`` and ``print(summary)`` give the table.
+    """
+
+    in_shape: tuple
+    out_shape: tuple
+    rows: list
+    totals: dict
+
+    def __str__(self) -> str:
+        head = ("Layer (type)", "Output shape", "Params", "State", "Mult-adds")
+        cells = [(r.name if r.name == r.kind else f"{r.name} ({r.kind})", str(r.out_shape),
+                  f"{r.params:,}", f"{r.state:,}", "?" if r.macs is None else f"{r.macs:,}")
+                 for r in self.rows]
+        widths = [max(len(c[i]) for c in [head] + cells) for i in range(len(head))]
+
+        def line(c):
+            return "  ".join(v.ljust(w) if i < 2 else v.rjust(w)
+                             for i, (v, w) in enumerate(zip(c, widths))).rstrip()
+        rule = "=" * len(line(tuple("x" * w for w in widths)))
+        t = self.totals
+        unknown = [r.name for r in self.rows if r.macs is None]
+        out = [line(head), rule] + [line(c) for c in cells] + [rule,
+               f"Input shape: {str(self.in_shape)}, output shape: "
+               f"{str(self.out_shape)} (per example)",
+               f"Params: {t['params']:,}   State: {t['state']:,} (not trained)",
+               f"Multiply-adds per example: {t['macs']:,}"]
+        if unknown:
+            out[-1] += (f" (+ unknown for {len(unknown)} layer{'s' * (len(unknown) > 1)} "
+                        f"not built by dlkit, '?': {', '.join(unknown)})")
+        return "\n".join(out)
+
+
+def _as_shape(shape):
+    """An init's out_shape as tuples of ints (a tuple of shapes stays nested)."""
+    if isinstance(shape, (tuple, list)):
+        return tuple(_as_shape(d) for d in shape)
+    return int(shape) if isinstance(shape, (int, np.integer)) else shape
+
+
+def _check_in_shape(s, top):
+    ok = isinstance(s, (tuple, list)) and (
+        all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in s)
+        or (s and all(isinstance(d, (tuple, list)) and _check_in_shape(d, top) for d in s)))
+    if not ok:
+        hint = f"; for one axis write ({top},)" if isinstance(top, (int, np.integer)) else ""
+        raise TypeError(f"summary: in_shape must be the per-example input shape without the "
+                        f"batch axis, a tuple of positive ints such as (1, 28, 28) (or a tuple "
+                        f"of such shapes for a model that takes a tuple), got {top!r}{hint}")
+    if any(isinstance(d, (int, np.integer)) and d < 1 for d in s):
+        raise ValueError(f"summary: in_shape {top!r} has an axis of size < 1; expected the "
+                         f"per-example shape without the batch axis, e.g. (1, 28, 28)")
+    return True
+
+
+def _walk(layer, path, shape, dtype, key, rows):
+    """Append the rows of ``layer`` (a combinator's children, recursively) given its input
+    shape; returns its output shape."""
+    kind, macs, children = _info(layer) or (type(layer).__name__, None, None)
+    where = f"{kind} {path!r}" if path else kind
+    if children is None:
+        try:
+            out = layer.init(key, shape, dtype)
+            out_shape = _as_shape(out[0])
+            m = None if macs is None else int(macs(shape, out_shape, out[1]))
+        except (ValueError, TypeError, IndexError) as e:
+            raise type(e)(f"summary: layer {where} rejects the input shape {shape} "
+                          f"(shapes exclude the batch axis): {e}") from None
+        state = out[2] if is_stateful(layer) else {}
+        rows.append(SummaryRow(path or kind, kind, out_shape, tree.size(out[1]),
+                               tree.size(state), m))
+        return out_shape
+    if kind == "parallel":
+        shapes = _shapes(shape, len(children), f"summary: {where}", nested=True)
+        return tuple(_walk(child, f"{path}/{name}".lstrip("/"), s, dtype, fold_in(key, i), rows)
+                     for i, ((name, child), s) in enumerate(zip(children, shapes)))
+    main = children[:-1] if kind == "residual" else children
+    out = shape
+    for i, (name, child) in enumerate(main):
+        out = _walk(child, f"{path}/{name}".lstrip("/"), out, dtype, fold_in(key, i), rows)
+    if kind == "residual":
+        s_out = _walk(children[-1][1], f"{path}/shortcut".lstrip("/"), shape, dtype,
+                      fold_in(key, len(main)), rows)
+        if s_out != out:
+            raise ValueError(f"summary: {where}: the main path's output shape {out} differs "
+                             f"from the shortcut's {s_out} (input shape {shape})")
+    return out
+
+
+def summary(model: Layer | StatefulLayer, in_shape: tuple,
+            dtype: Any = np.float32) -> Summary:
+    """A table of a model's layers: nested names, output shapes, parameter and state counts
+    and multiply-adds per example, with totals (like Keras's ``model.summary()``).
+
+    The model is walked through the combinators (``serial``, ``parallel``, ``residual`` with
+    its main path and shortcut, at any depth) down to the layers that compute, one row each,
+    named by their params' nested keys joined by "/" ("block1/conv_a"); ``fan_out``,
+    ``fan_in_sum``, ``fan_in_concat`` and residual's identity shortcut get rows of their own.
+    Each layer's init is called with the shape that reaches it (with a fixed key, on the
+    host), so counts are the sizes of the arrays the model's init makes.  Nothing runs forward.
+
+    Multiply-adds per example (a multiply and its add count once; biases, activations and
+    the bare additions of ``fan_in_sum``/``residual`` count 0):
+    Dense ``in * out``; Conv2D ``Cout * Cin/groups * KH * KW * OH * OW``; SimpleRNN, LSTM,
+    GRU ``T * gates * H * (F + H)`` (gates 1, 4, 3); Bidirectional twice its layer;
+    TimeDistributed T times its layer's (unknown when that layer is a combinator);
+    BatchNorm and LayerNorm 2 per element (``(x - mean) * rstd``, then ``* gamma + beta``; the
+    statistics not counted); pooling 0 (its compares and adds are not multiply-adds);
+    Embedding, Dropout, Flatten, Softmax and elementwise activations 0.  A layer dlkit did not
+    build (``Layer(init, forward, backward)`` written by hand) still shows its output shape,
+    params and state, but its multiply-adds are unknown: ``macs`` None, "?" in the table,
+    counted as 0 in the total (the table says so).
+
+    Args:
+        model: a ``Layer`` or ``StatefulLayer``.
+        in_shape: the per-example input shape without the batch axis, e.g. ``(1, 28, 28)``
+            (a tuple of shapes for a model that takes a tuple).
+        dtype: the params' dtype passed to init (counts do not depend on it).
+
+    Returns:
+        A ``Summary``: ``rows`` (a list of ``SummaryRow(name, kind, out_shape, params,
+        state, macs)``), ``totals`` ``{"params", "state", "macs"}`` (the sums over the rows),
+        ``in_shape`` and ``out_shape``; ``print(summary)`` renders the aligned table.
+
+    Raises:
+        TypeError: ``model`` is not a layer; ``in_shape`` is not a tuple of ints (or of such
+            tuples).
+        ValueError: an axis < 1 in ``in_shape``; a layer that rejects the shape reaching it
+            (the message names the layer, e.g. ``'fc1'``, and the shape).
+
+    Example:
+        >>> from dlkit import layers as L, nn
+        >>> model = nn.serial(("conv", L.Conv2D(4, 3, padding="same")), ("pool", L.MaxPool2D(2)),
+        ...                   ("flat", L.Flatten()), ("fc", L.Dense(10)))
+        >>> s = nn.summary(model, (1, 8, 8))
+        >>> print(s)
+        Layer (type)      Output shape  Params  State  Mult-adds
+        ========================================================
+        conv (Conv2D)     (4, 8, 8)         40      0      2,304
+        pool (MaxPool2D)  (4, 4, 4)          0      0          0
+        flat (Flatten)    (64,)              0      0          0
+        fc (Dense)        (10,)            650      0        640
+        ========================================================
+        Input shape: (1, 8, 8), output shape: (10,) (per example)
+        Params: 690   State: 0 (not trained)
+        Multiply-adds per example: 2,944
+        >>> s.totals, s.rows[0].name, s.rows[0].macs
+        ({'params': 690, 'state': 0, 'macs': 2944}, 'conv', 2304)
+    """
+    if not is_layer(model):
+        raise TypeError(f"summary: model must be a Layer or StatefulLayer, got "
+                        f"{type(model).__name__}")
+    _check_in_shape(in_shape, in_shape)
+    in_shape = _as_shape(in_shape)
+    rows: list[SummaryRow] = []
+    out_shape = _walk(model, "", in_shape, dtype, _key(0), rows)
+    totals = {"params": sum(r.params for r in rows), "state": sum(r.state for r in rows),
+              "macs": sum(r.macs or 0 for r in rows)}
+    return Summary(in_shape, out_shape, rows, totals)

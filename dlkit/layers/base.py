@@ -48,6 +48,7 @@ Layers are pure functions: several Python threads may call them at once (Numba's
 threading layers are threadsafe).  Under Numba's workqueue layer, which is not, a kernel call
 made while another thread is inside one raises RuntimeError instead of aborting the process.
 """
+import weakref
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -129,3 +130,32 @@ def no_params(key: Any, in_shape: tuple[int, ...],
         ((3, 4), {})
     """
     return tuple(in_shape), {}
+
+
+# What nn.summary knows of a layer it did not build itself: the constructors and combinators
+# record, keyed (weakly) by the layer's forward function, (kind, macs, children).  kind names
+# the layer ("Dense"); macs(in_shape, out_shape, params) -> multiply-adds per example (None:
+# unknown); children is a combinator's [(name, layer)] (None for a leaf).  The Layer tuples
+# keep their three fields; a layer built by hand is simply absent (its MACs are unknown).
+_INFO: "weakref.WeakKeyDictionary[Callable, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _register(layer: Any, kind: str, macs: Callable | None = None,
+              children: list | None = None) -> Any:
+    """Record ``layer``'s kind and multiply-add rule (or a combinator's children) for
+    ``nn.summary``; returns ``layer`` unchanged."""
+    _INFO[layer.forward] = (kind, macs, children)
+    return layer
+
+
+def _info(layer: Any) -> tuple | None:
+    """``(kind, macs, children)`` recorded for ``layer``, or None (a layer built by hand)."""
+    try:
+        return _INFO.get(layer.forward)
+    except TypeError:               # a forward that takes no weak reference: not ours
+        return None
+
+
+def _zero_macs(in_shape: Any, out_shape: Any, params: Any) -> int:
+    """The multiply-add rule of layers that do none (activations, pooling, reshapes)."""
+    return 0

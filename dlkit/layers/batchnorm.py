@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import _check as chk
 from .. import device
-from .base import StatefulLayer
+from .base import StatefulLayer, _register
 
 _ACTS = {None: 0, "relu": 1}
 
@@ -183,4 +183,6 @@ def BatchNorm(momentum: float = 0.1, eps: float = 1e-5,
             dx, dgamma, dbeta = K.batchnorm_backward_eval(x3, y, g, s1, s2, eps, dy3, act)
         return (dx.reshape(shape) if need_dx else None), {"gamma": dgamma, "beta": dbeta}
 
-    return StatefulLayer(init, forward, backward)
+    # 2 multiply-adds per element: (x - mean) * rstd, then * gamma + beta (statistics not counted)
+    return _register(StatefulLayer(init, forward, backward), "BatchNorm",
+                     lambda i, o, p: 2 * math.prod(i))

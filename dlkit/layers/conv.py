@@ -49,7 +49,7 @@ from .. import device
 from .. import init as initializers
 from ..random import split
 from ..init import Initializer
-from .base import Layer
+from .base import Layer, _register, _zero_macs
 
 Size: TypeAlias = int | tuple[int, int]
 """An int, or an ``(h, w)`` pair."""
@@ -271,7 +271,8 @@ def Conv2D(filters: int, kernel_size: Size, stride: Size = 1,
         grads = {"W": dW, "b": db} if use_bias else {"W": dW}
         return (dx if need_dx else None), grads
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "Conv2D",  # Cout*Cin/groups*KH*KW*OH*OW
+                     lambda i, o, p: p["W"].size * o[1] * o[2])
 
 
 # --------------------------------------------------------------------------------- pooling
@@ -339,7 +340,7 @@ def _pool(name, pool_size, stride, padding, fwd, bwd, arg_dtype):
         K = device.kernels("pool", dy, *(() if aux is None else (aux,)), what=what)
         return bwd(K, dy, aux, k, s, p, H, W), {}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), name, _zero_macs)
 
 
 def _argmax_dtype(k):
@@ -443,7 +444,7 @@ def GlobalAvgPool2D() -> Layer:
         K = device.kernels("pool", dy, what=what)
         return K.global_avgpool2d_backward(dy, H, W), {}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "GlobalAvgPool2D", _zero_macs)
 
 
 __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"]

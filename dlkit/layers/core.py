@@ -16,7 +16,7 @@ from .. import device
 from .. import init as initializers
 from ..random import keep_mask, split
 from ..init import Initializer
-from .base import Layer, no_params
+from .base import Layer, _register, _zero_macs, no_params
 
 _DENSE_ACTS = {None: D.ACT_NONE, "linear": D.ACT_NONE, "relu": D.ACT_RELU,
                "sigmoid": D.ACT_SIGMOID, "tanh": D.ACT_TANH}
@@ -104,7 +104,7 @@ def Dense(units: int, activation: str | None = None,
         dx, dW, db = K.dense_backward(x, W, y, chk.contiguous(dy, what), act, bool(need_dx))
         return (dx if need_dx else None), {"W": dW, "b": db}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "Dense", lambda i, o, p: p["W"].size)
 
 
 def _grad_like(dy, y, what):
@@ -136,7 +136,7 @@ def _elementwise(name, act, alpha=0.0):
         dx = A.activation_backward(x.reshape(-1), y.reshape(-1), dy.reshape(-1), act, alpha)
         return dx.reshape(x.shape), {}
 
-    return Layer(no_params, forward, backward)
+    return _register(Layer(no_params, forward, backward), name.partition("(")[0], _zero_macs)
 
 
 def Relu() -> Layer:
@@ -220,7 +220,7 @@ def _softmax(name, log):
         dy = _grad_like(dy, y, name)
         return device.kernels("activations", y, dy, what=name).softmax_backward(y, dy, log), {}
 
-    return Layer(no_params, forward, backward)
+    return _register(Layer(no_params, forward, backward), name, _zero_macs)
 
 
 def Softmax() -> Layer:
@@ -298,7 +298,7 @@ def Flatten() -> Layer:
                              f"{dtype}, got {tuple(dy.shape)} {dy.dtype}")
         return dy.reshape(shape), {}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "Flatten", _zero_macs)
 
 
 def Dropout(rate: float) -> Layer:
@@ -359,4 +359,4 @@ def Dropout(rate: float) -> Layer:
         dx = A.dropout_backward(dy.reshape(-1), keep, 1.0 / (1.0 - rate))
         return dx.reshape(dy.shape), {}
 
-    return Layer(no_params, forward, backward)
+    return _register(Layer(no_params, forward, backward), "Dropout", _zero_macs)

@@ -31,7 +31,7 @@ from .. import _check as chk
 from .. import device
 from ..random import generator, keep_mask
 from ..init import Initializer
-from .base import Layer, no_params
+from .base import Layer, _register, _zero_macs, no_params
 from .recurrent import Padded, _rewrap, _unwrap, kernel_array, step_ranges
 
 
@@ -177,7 +177,7 @@ def Embedding(vocab_size: int, dim: int, padding_idx: int | None = None,
         dE = K.embedding_backward(ids.reshape(-1), dy.reshape(-1, D), V, pad)
         return None, {"E": dE}
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), "Embedding", _zero_macs)
 
 
 def SpatialDropout1D(rate: float) -> Layer:
@@ -239,7 +239,7 @@ def SpatialDropout1D(rate: float) -> Layer:
         K = device.kernels("embedding", dy, keep, what=what)
         return K.spatial_dropout_backward(dy, keep, 1.0 / (1.0 - rate)), {}
 
-    return Layer(no_params, forward, backward)
+    return _register(Layer(no_params, forward, backward), "SpatialDropout1D", _zero_macs)
 
 
 __all__ = ["Embedding", "SpatialDropout1D", "Padded", "check_ids"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _check as chk
 from .. import device
-from .base import Layer
+from .base import Layer, _register
 
 
 def LayerNorm(eps: float = 1e-5) -> Layer:
@@ -114,4 +114,6 @@ def LayerNorm(eps: float = 1e-5) -> Layer:
         dx, dgamma, dbeta = K.layernorm_backward(x2, g, mean, rstd, dy2)
         return (dx.reshape(shape) if need_dx else None), {"gamma": dgamma, "beta": dbeta}
 
-    return Layer(init, forward, backward)
+    # 2 multiply-adds per element: (x - mean) * rstd, then * gamma + beta (statistics not counted)
+    return _register(Layer(init, forward, backward), "LayerNorm",
+                     lambda i, o, p: 2 * math.prod(i))

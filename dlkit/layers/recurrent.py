@@ -59,7 +59,7 @@ from .. import device
 from .. import init as initializers
 from ..random import split
 from ..init import Initializer
-from .base import Layer
+from .base import Layer, _info, _register
 
 
 class Padded(NamedTuple):
@@ -358,7 +358,17 @@ def _make(ctor, cell, config, **extra):
                                        config["W_init"], config["U_init"], config["b_init"],
                                        **extra))
     layer._ctor, layer.config = ctor, config
-    return layer
+    return _register(layer, ctor.__name__, _rnn_macs)
+
+
+def _rnn_macs(in_shape, out_shape, params):
+    """T * gates * H * (F + H): the sizes of W (F, G*H) and U (H, G*H), once per step."""
+    return in_shape[0] * (params["W"].size + params["U"].size)
+
+
+def _times(n, macs):
+    """n * macs, None (unknown) staying None."""
+    return None if macs is None else n * macs
 
 
 def SimpleRNN(units: int, activation: str = "tanh", return_sequences: bool = False,
@@ -581,7 +591,8 @@ def Bidirectional(layer: "RecurrentLayer", merge: str = "concat") -> Layer:
             return (dx, (dxf[1], dxb[1])), grads
         return (None if dxf is None else device.add(dxf, dxb)), grads
 
-    return Layer(init, forward, backward)
+    return _register(Layer(init, forward, backward), f"Bidirectional({layer._ctor.__name__})",
+                     lambda i, o, p: sum(_rnn_macs(i, o, p[d]) for d in ("forward", "backward")))
 
 
 def TimeDistributed(layer: Layer) -> Layer:
@@ -633,4 +644,6 @@ def TimeDistributed(layer: Layer) -> Layer:
         dx, grads = inner_bwd(params, c, dy.reshape((B * T,) + dy.shape[2:]), need_dx=need_dx)
         return (None if dx is None else dx.reshape((B, T) + dx.shape[1:])), grads
 
-    return Layer(init, forward, backward)
+    kind, macs = (_info(layer) or (type(layer).__name__, None))[:2]   # T times the layer's
+    return _register(Layer(init, forward, backward), f"TimeDistributed({kind})",
+                     macs and (lambda i, o, p: _times(i[0], macs(i[1:], o[1:], p))))
