@@ -121,17 +121,28 @@ class Callback:
         return None
 
 
-class FitResult(NamedTuple):
+class _FitFields(NamedTuple):
+    params: dict
+    opt_state: dict
+    history: dict
+
+
+class FitResult(_FitFields):
     """What ``fit`` returns: the trained ``params``, the optimizer state ``opt_state`` (pass
     both to another ``fit`` to continue), ``history``, a dict of per-epoch lists (``epoch``,
     ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``...), and ``state``,
     the model state after the last step for a model with state (a ``StatefulLayer``: pass it
-    to evaluate, predict or another fit), None for a stateless model."""
+    to evaluate, predict or another fit), None for a stateless model.
 
-    params: dict
-    opt_state: dict
-    history: dict
-    state: dict | None = None
+    A NamedTuple of three fields, so ``params, opt_state, history = fit(...)`` keeps working;
+    ``state`` is an attribute beside them (``_replace`` drops it)."""
+
+    state: dict | None = None       # the class default; __new__ sets the instance's
+
+    def __new__(cls, params, opt_state, history, state=None):
+        result = super().__new__(cls, params, opt_state, history)
+        result.state = state
+        return result
 
 
 def _model_state(model, state, what):
