@@ -116,6 +116,9 @@ def _grad_like(dy, y, what):
     return dy
 
 
+_GELU = "gelu"          # GELU has its own kernel pair (activations.gelu_*), not an act code
+
+
 def _elementwise(name, act, alpha=0.0):
     what = name
 
@@ -123,8 +126,9 @@ def _elementwise(name, act, alpha=0.0):
         chk.params(params, (), what)
         x = chk.floating(x, f"{what} input")
         A = device.kernels("activations", x, what=what)
-        y = A.activation_forward(x.reshape(-1), act, alpha).reshape(x.shape)
-        return y, (x, y)
+        flat = x.reshape(-1)
+        y = A.gelu_forward(flat) if act == _GELU else A.activation_forward(flat, act, alpha)
+        return y.reshape(x.shape), (x, y.reshape(x.shape))
 
     def backward(params, cache, dy, *, need_dx=True):
         x, y = chk.cache(cache, 2, what)
@@ -133,7 +137,10 @@ def _elementwise(name, act, alpha=0.0):
         y = chk.array(y, x.shape, x.dtype, f"{what} backward cache y")
         dy = _grad_like(dy, y, what)
         A = device.kernels("activations", x, y, dy, what=what)
-        dx = A.activation_backward(x.reshape(-1), y.reshape(-1), dy.reshape(-1), act, alpha)
+        if act == _GELU:
+            dx = A.gelu_backward(x.reshape(-1), dy.reshape(-1))
+        else:
+            dx = A.activation_backward(x.reshape(-1), y.reshape(-1), dy.reshape(-1), act, alpha)
         return dx.reshape(x.shape), {}
 
     return _register(Layer(no_params, forward, backward), name.partition("(")[0], _zero_macs)
@@ -202,6 +209,22 @@ def Tanh() -> Layer:
         array([[-0.7616,  0.    ,  0.964 ]])
     """
     return _elementwise("Tanh", K.TANH)
+
+
+def Gelu() -> Layer:
+    """Gaussian error linear unit ``y = x Phi(x)`` (exact, with erf, as PyTorch's
+    ``nn.GELU()``), elementwise, any shape, no params; the transformer MLP's activation.
+
+    Returns:
+        A ``Layer`` like ``Relu``'s: same shape and dtype out as in.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L
+        >>> np.round(L.Gelu().forward({}, np.array([[-1.0, 0.0, 2.0]]))[0], 4)
+        array([[-0.1587,  0.    ,  1.9545]])
+    """
+    return _elementwise("Gelu", _GELU)
 
 
 def _softmax(name, log):

@@ -8,6 +8,11 @@ one loop.  ``act`` codes:
     TANH = 3        y = tanh x                        dx = dy (1 - y^2)
     LEAKY_RELU = 4  y = x if x > 0 else alpha x       dx = dy (1 if x > 0 else alpha)
 
+GELU (Hendrycks & Gimpel, the exact form PyTorch's ``nn.GELU()`` computes) has its own pair,
+``gelu_forward`` / ``gelu_backward``, with Phi the standard normal CDF and phi its density:
+
+    y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2           dx = dy (Phi(x) + x phi(x))
+
 ``dropout_mask`` draws dropout's keep mask, and ``uniform`` uniform floats, from the caller's
 key: the SplitMix64 stream (the mixer dlkit.random derives keys with), one output per element,
 in parallel.
@@ -21,6 +26,8 @@ runs serially (see ``_parallel.parallel_above``).  Constants are made in the dat
 bounds are unsigned (``_span``) so Numba emits no negative-index wraparound and LLVM vectorises
 the loops.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -90,6 +97,38 @@ def activation_backward(x, y, dy, act, alpha):
         lo, hi = _span(c, n, nc)
         for i in range(lo, hi):
             dx[i] = dy[i] * _act_grad(x[i], y[i], act, a, one)
+    return dx
+
+
+@parallel_above(GRAIN, size=lambda x: x.size)
+def gelu_forward(x):
+    """y = x Phi(x) elementwise (exact GELU, with erf).  x (n,) -> y (n,)."""
+    n = x.shape[0]
+    y = np.empty_like(x)
+    t = x.dtype.type
+    half, one, rsqrt2 = t(0.5), t(1), t(0.7071067811865476)
+    nc = _n_chunks(n, GRAIN)
+    for c in prange(nc):
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
+            y[i] = half * x[i] * (one + math.erf(x[i] * rsqrt2))
+    return y
+
+
+@parallel_above(GRAIN, size=lambda x, dy: x.size)
+def gelu_backward(x, dy):
+    """dx = dy (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).  x, dy (n,) -> dx (n,)."""
+    n = x.shape[0]
+    dx = np.empty_like(dy)
+    t = x.dtype.type
+    half, one, rsqrt2, rsqrt2pi = t(0.5), t(1), t(0.7071067811865476), t(0.3989422804014327)
+    nc = _n_chunks(n, GRAIN)
+    for c in prange(nc):
+        lo, hi = _span(c, n, nc)
+        for i in range(lo, hi):
+            v = x[i]
+            cdf = half * (one + math.erf(v * rsqrt2))
+            dx[i] = dy[i] * (cdf + v * rsqrt2pi * np.exp(-half * v * v))
     return dx
 
 

@@ -140,6 +140,14 @@ def test_activation(rng, transfers, n, act):
     close(dx, CA.activation_backward(x, y, dy, act, 0.1))
 
 
+@pytest.mark.parametrize("n", [1, 300])
+def test_gelu(rng, transfers, n):
+    x, dy = randn(rng, n), randn(rng, n)
+    xd, dyd = dev(x, dy)
+    close(launch(transfers, GA.gelu_forward, xd), CA.gelu_forward(x))
+    close(launch(transfers, GA.gelu_backward, xd, dyd), CA.gelu_backward(x, dy))
+
+
 def test_activation_grid_stride(rng):
     """More elements than the simulator's grid holds (16 blocks x 256): the loop wraps."""
     n = 16 * 256 + 77

@@ -45,6 +45,38 @@ def test_elementwise_reference(act, n, rng):
     np.testing.assert_allclose(y32, y, rtol=2e-6, atol=1e-6)
 
 
+def _gelu_reference(x):
+    from math import erf
+    return x * (1 + np.vectorize(erf)(x / np.sqrt(2))) / 2
+
+
+@pytest.mark.parametrize("n", [1, 1001, 200_003])
+def test_gelu_reference_and_finite_differences(n, rng):
+    x = rng.standard_normal(n) * 4
+    dy = rng.standard_normal(n)
+    y = K.gelu_forward(x)
+    np.testing.assert_allclose(y, _gelu_reference(x), rtol=1e-13, atol=1e-15)
+    eps = 1e-6
+    num = (_gelu_reference(x + eps) - _gelu_reference(x - eps)) / (2 * eps)
+    np.testing.assert_allclose(K.gelu_backward(x, dy), dy * num, rtol=1e-6, atol=1e-8)
+    y32 = K.gelu_forward(x.astype(np.float32))
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y, rtol=2e-6, atol=2e-6)
+
+
+def test_gelu_layer_gradcheck_and_torch(rng):
+    x = rng.standard_normal((3, 4, 5))
+    dlkit.gradcheck(L.Gelu(), {}, x, tol=1e-7)
+    torch = pytest.importorskip("torch")
+    x32 = (rng.standard_normal(5000) * 3).astype(np.float32)
+    dy = rng.standard_normal(5000).astype(np.float32)
+    t = torch.tensor(x32, requires_grad=True)
+    torch.nn.functional.gelu(t).backward(torch.tensor(dy))
+    y, cache = L.Gelu().forward({}, x32)
+    np.testing.assert_allclose(y, torch.nn.functional.gelu(t).detach().numpy(), atol=2e-6)
+    np.testing.assert_allclose(L.Gelu().backward({}, cache, dy)[0], t.grad.numpy(), atol=2e-6)
+
+
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (300, 100)])
 def test_softmax(log, shape, rng):
