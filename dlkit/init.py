@@ -10,6 +10,8 @@ fan_out = C_out*KH*KW.  Look one up by name with ``get("he_uniform")``.
     he_uniform      U(-a, a), a = sqrt(6 / fan_in)                    (for ReLU layers)
     he_normal       N(0, 2 / fan_in)
     lecun_normal    N(0, 1 / fan_in)
+    fan_in_uniform  U(-a, a), a = 1 / sqrt(fan_in)                    (PyTorch's Linear/Conv default)
+    normal(std)     N(0, std^2), a factory: ``normal(0.02)``
     orthogonal      a (semi-)orthogonal matrix, for recurrent weights (2-D shapes)
 """
 from __future__ import annotations
@@ -91,6 +93,28 @@ def lecun_normal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) 
     return _normal(key, shape, dtype, np.sqrt(1.0 / fans(shape)[0]))
 
 
+def fan_in_uniform(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+    """U(-a, a) with ``a = 1 / sqrt(fan_in)``: PyTorch's default for Linear and Conv weights
+    (``kaiming_uniform_(a=sqrt(5))``).  Smaller than He's by sqrt(6); before a BatchNorm the
+    scale of the weights sets how far each Adam step turns them, so models written after a
+    PyTorch recipe train as it does with this."""
+    return _uniform(key, shape, dtype, 1.0 / np.sqrt(fans(shape)[0]))
+
+
+def normal(std: float) -> Initializer:
+    """An initialiser drawing N(0, std^2), e.g. ``normal(0.02)``, GPT-2's for embeddings and
+    projections.
+
+    Example:
+        >>> from dlkit import init, random
+        >>> round(float(init.normal(0.02)(random.key(0), (1000, 100)).std()), 3)
+        0.02
+    """
+    def normal_init(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32) -> NDArray:
+        return _normal(key, shape, dtype, std)
+    return normal_init
+
+
 def orthogonal(key: Key, shape: Sequence[int], dtype: DTypeLike = np.float32,
                gain: float = 1.0) -> NDArray:
     """A random (semi-)orthogonal matrix times ``gain``, for recurrent weights.
@@ -155,7 +179,7 @@ for _f in (glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_normal):
     """
 
 _ALL = {f.__name__: f for f in (zeros, ones, glorot_uniform, glorot_normal, he_uniform,
-                                he_normal, lecun_normal, orthogonal)}
+                                he_normal, lecun_normal, fan_in_uniform, orthogonal)}
 
 
 def get(init: str | Initializer) -> Initializer:

@@ -6,6 +6,9 @@
         E_init: "uniform" U(-0.05, 0.05) (Keras' default), "normal" N(0, 1) (PyTorch's: unit
         variance inputs, what the next layer's Glorot init assumes; it trained a character
         LSTM faster), or any dlkit.init name or function.
+    PositionEmbedding(max_len, kind="learned")
+        x (B, T, D) -> x + P[:T] with T <= max_len; params P (max_len, D) for "learned"
+        (N(0, 0.02^2), GPT-2's init), none for "sinusoidal" (Vaswani et al.'s fixed table).
     SpatialDropout1D(rate)
         x (B, T, D) -> x with whole feature channels zeroed per sequence (probability ``rate``)
         and the rest scaled by 1 / (1 - rate), in training; identity otherwise.
@@ -21,10 +24,11 @@ may then be a host array, checked as above and copied up once, or a device array
 kernel (``kernels.cuda._array.first_outside``: the position of the first id outside the
 vocabulary) and a 16-byte read-back of (position, id), before the lookup runs, so a bad id
 never reaches a kernel and the error is the same.  SpatialDropout1D draws its mask on the host
+from the key (device and CPU runs match) and copies it up: one (B, D) uint8 copy per call.
+PositionEmbedding adds a learned (or fixed sinusoidal) vector per position.
+"""
 from __future__ import annotations
 
-from the key (device and CPU runs match) and copies it up: one (B, D) uint8 copy per call.
-"""
 import numpy as np
 
 from .. import _check as chk
@@ -242,4 +246,98 @@ def SpatialDropout1D(rate: float) -> Layer:
     return _register(Layer(no_params, forward, backward), "SpatialDropout1D", _zero_macs)
 
 
-__all__ = ["Embedding", "SpatialDropout1D", "Padded", "check_ids"]
+def sinusoidal_table(max_len: int, dim: int, dtype=np.float32) -> np.ndarray:
+    """Vaswani et al.'s fixed position table (max_len, dim): P[t, 2i] = sin(t / 10000^(2i/dim)),
+    P[t, 2i+1] = cos(t / 10000^(2i/dim)), computed in float64."""
+    t = np.arange(max_len, dtype=np.float64)[:, None]
+    freq = 10000.0 ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    P = np.empty((max_len, dim))
+    P[:, 0::2] = np.sin(t * freq)
+    P[:, 1::2] = np.cos(t * freq[: dim // 2])
+    return P.astype(dtype)
+
+
+def PositionEmbedding(max_len: int, kind: str = "learned",
+                      P_init: str | Initializer | None = None) -> Layer:
+    """Add a vector per position: x (B, T, D) -> x + P[:T], for T <= max_len.
+
+    Args:
+        max_len: L, the longest sequence (a transformer's context length).
+        kind: "learned" (params ``P`` (L, D)) or "sinusoidal" (Vaswani et al.'s fixed table,
+            no params).
+        P_init: the learned table's initialiser; default N(0, 0.02^2) (GPT-2's).
+
+    Returns:
+        A ``Layer``: input shape ``(T, D)``, output the same; float32/float64.
+
+    Raises:
+        ValueError: bad sizes or kind here; T > max_len, or a D other than init's, in forward.
+
+    Example:
+        >>> import numpy as np
+        >>> from dlkit import layers as L, random
+        >>> pos = L.PositionEmbedding(16)
+        >>> out_shape, params = pos.init(random.key(0), (10, 8))
+        >>> out_shape, params["P"].shape
+        ((10, 8), (16, 8))
+        >>> y, _ = pos.forward(params, np.zeros((2, 10, 8), np.float32))
+        >>> bool((y[1] == params["P"][:10]).all())
+        True
+    """
+    from .. import init as initializers
+    L = chk.positive_int(max_len, "PositionEmbedding max_len")
+    if kind not in ("learned", "sinusoidal"):
+        raise ValueError(f"PositionEmbedding: kind must be 'learned' or 'sinusoidal', got "
+                         f"{kind!r}")
+    learned = kind == "learned"
+    p_init = initializers.normal(0.02) if P_init is None else initializers.get(P_init)
+    what = f"PositionEmbedding({L}, {kind!r})"
+    tables = {}                     # sinusoidal: (dim, dtype, on device) -> the table
+
+    def init(key, in_shape, dtype=np.float32):
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 2 or in_shape[0] > L:
+            raise ValueError(f"{what}: expected an input shape (time, features) with time <= "
+                             f"{L}, got {in_shape}")
+        return in_shape, ({"P": p_init(key, (L, in_shape[1]), dtype)} if learned else {})
+
+    def _table(params, x):
+        if learned:
+            chk.params(params, ("P",), what)
+            return chk.array(params["P"], (L, x.shape[2]), x.dtype, f"{what} P")
+        chk.params(params, (), what)
+        k = (x.shape[2], x.dtype, device.on_device(x))
+        if k not in tables:
+            P = sinusoidal_table(L, x.shape[2], x.dtype)
+            tables[k] = device.upload(P) if k[2] else P
+        return tables[k]
+
+    def forward(params, x, *, key=None, train=False):
+        x = kernel_array(chk.floating(x, f"{what} input"))
+        chk.ndim(x, 3, f"{what} input", "batch, time, features")
+        if x.shape[1] > L:
+            raise ValueError(f"{what}: the input has {x.shape[1]} steps, more than max_len "
+                             f"{L} (x.shape={x.shape})")
+        P = _table(params, x)
+        y = device.kernels("embedding", x, P, what=what).position_forward(x, P)
+        return y, (x.shape, x.dtype)
+
+    def backward(params, cache, dy, *, need_dx=True):
+        shape, dtype = chk.cache(cache, 2, what)
+        dy = kernel_array(chk.floating(dy, f"{what} backward dy"))
+        if dy.shape != shape or dy.dtype != dtype:
+            raise ValueError(f"{what} backward: dy must have shape {shape} and dtype {dtype}, "
+                             f"got {dy.shape} {dy.dtype}")
+        if not learned:
+            chk.params(params, (), what)
+            return dy, {}
+        chk.params(params, ("P",), what)
+        chk.array(params["P"], (L, shape[2]), dtype, f"{what} backward P")
+        dP = device.kernels("embedding", dy, what=what).position_backward(dy, L)
+        return dy, {"P": dP}
+
+    return _register(Layer(init, forward, backward), "PositionEmbedding", _zero_macs)
+
+
+__all__ = ["Embedding", "PositionEmbedding", "SpatialDropout1D", "Padded", "check_ids",
+           "sinusoidal_table"]

@@ -7,6 +7,10 @@
     spatial_dropout_forward(x (B, T, D), keep (B, D) uint8, scale) -> y (B, T, D)
         y[b, t, d] = x[b, t, d] * keep[b, d] * scale: whole feature channels dropped per
         sequence (Keras' SpatialDropout1D).  The backward is the same map on dy.
+    position_forward(x (B, T, D), P (L, D)) -> y (B, T, D)           y[b, t] = x[b, t] + P[t]
+    position_backward(dy (B, T, D), L) -> dP (L, D)
+        dP[t] = sum over b of dy[b, t] (in increasing b) for t < T, 0 for T <= t < L; the
+        gradient of x is dy itself.  T <= L is checked by the API.
 
 The backward is deterministic without atomics: a serial counting sort groups the positions by
 id (O(N + V)), then a ``prange`` over fixed chunks of vocabulary rows lets every row sum its
@@ -104,3 +108,35 @@ def spatial_dropout_forward(x, keep, scale):
 
 
 spatial_dropout_backward = spatial_dropout_forward
+
+
+@parallel_above(65536, size=lambda x, P: x.size)
+def position_forward(x, P):
+    """x (B, T, D), P (L, D) with T <= L -> y (B, T, D) = x + P[:T] (broadcast over b)."""
+    B, T, D = x.shape
+    y = np.empty_like(x)
+    nc = _n_chunks(B * T * D, 32768)
+    for c in prange(nc):
+        for b in range(c * B // nc, (c + 1) * B // nc):
+            for t in range(T):
+                src, pos, dst = x[b, t], P[t], y[b, t]
+                for j in range(D):
+                    dst[j] = src[j] + pos[j]
+    return y
+
+
+@parallel_above(65536, size=lambda dy, L: dy.size)
+def position_backward(dy, L):
+    """dy (B, T, D), L >= T -> dP (L, D): dP[t] = sum_b dy[b, t] for t < T, rows T.. zero.
+    Chunks own positions t, so no two write the same row."""
+    B, T, D = dy.shape
+    dP = np.zeros((L, D), dy.dtype)
+    nc = _n_chunks(B * T * D, 32768)
+    for c in prange(nc):
+        for t in range(c * T // nc, (c + 1) * T // nc):
+            acc = dP[t]
+            for b in range(B):
+                src = dy[b, t]
+                for j in range(D):
+                    acc[j] += src[j]
+    return dP

@@ -22,7 +22,10 @@ Work to threads:
        of dy rows), sums dy[order[p], j] over v's positions in order; the pad row gets zeros.
   The sums run in increasing position order, exactly as on the CPU: deterministic, and equal to
   the CPU kernel's result bit for bit.
-* ``spatial_dropout_forward`` / ``_backward``: elementwise grid-stride loops.
+* ``spatial_dropout_forward`` / ``_backward``, ``position_forward``: elementwise grid-stride
+  loops.
+* ``position_backward``: one thread per dP element (t, j), consecutive threads on consecutive
+  j (coalesced), summing dy[b, t, j] over b in increasing order, as the CPU kernel does.
 """
 import numpy as np
 from numba import cuda, int64
@@ -179,3 +182,43 @@ def spatial_dropout_forward(x, keep, scale):
 
 
 spatial_dropout_backward = spatial_dropout_forward
+
+
+@cuda.jit
+def _position_add(x, P, y):
+    B, T, D = x.shape
+    for e in range(cuda.grid(1), B * T * D, cuda.gridsize(1)):
+        j = e % D
+        t = (e // D) % T
+        b = e // (T * D)
+        y[b, t, j] = x[b, t, j] + P[t, j]
+
+
+def position_forward(x, P):
+    """x (B, T, D), P (L, D) with T <= L -> y (B, T, D) = x + P[:T]."""
+    y = empty(x.shape, x.dtype)
+    if y.size:
+        _position_add[grid_1d(y.size)](x, P, y)
+    return y
+
+
+@cuda.jit
+def _position_sum(dy, dP, zero):
+    B, T, D = dy.shape
+    L = dP.shape[0]
+    for e in range(cuda.grid(1), L * D, cuda.gridsize(1)):
+        j = e % D
+        t = e // D
+        acc = zero
+        if t < T:
+            for b in range(B):
+                acc += dy[b, t, j]
+        dP[t, j] = acc
+
+
+def position_backward(dy, L):
+    """dy (B, T, D), L >= T -> dP (L, D): dP[t] = sum_b dy[b, t], rows T.. zero."""
+    dP = empty((L, dy.shape[2]), dy.dtype)
+    if dP.size:
+        _position_sum[grid_1d(dP.size)](dy, dP, dy.dtype.type(0))
+    return dP

@@ -122,7 +122,8 @@ def launch_all(dt):
     run("activations", lambda: (
         A.activation_forward(a(7), 1, 0.1), A.activation_backward(a(7), a(7), a(7), 3, 0.1),
         A.softmax_forward(a(3, 4), True), A.softmax_backward(a(3, 4), a(3, 4), False),
-        A.dropout_forward(a(7), ints(7, dt=u8), 2.0)))
+        A.dropout_forward(a(7), ints(7, dt=u8), 2.0),
+        A.gelu_forward(a(7)), A.gelu_backward(a(7), a(7))))
     run("losses", lambda: (
         Ls.softmax_cross_entropy(a(3, 4), ints(3)),
         Ls.softmax_cross_entropy(a(3, 4), ints(3, dt=np.int32)),
@@ -148,7 +149,8 @@ def launch_all(dt):
     run("embedding", lambda: (
         E.embedding_forward(ints(5), a(4, 3)), E.embedding_backward(ints(5), a(5, 3), 4, -1),
         E.embedding_backward(ints(5, dt=np.int32), a(5, 3), 4, 1),
-        E.spatial_dropout_forward(a(2, 3, 4), ints(2, 4, dt=u8), 2.0)))
+        E.spatial_dropout_forward(a(2, 3, 4), ints(2, 4, dt=u8), 2.0),
+        E.position_forward(a(2, 3, 4), a(5, 4)), E.position_backward(a(2, 3, 4), 5)))
     run("rbm", lambda: (
         R.rbm_cd(a(3, 4), a(4, 5), a(4), a(5), a(3, 5), 2, True, False, True, a(2, 3, 5),
                  a(2, 3, 4)),

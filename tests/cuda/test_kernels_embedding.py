@@ -55,10 +55,22 @@ def test_spatial_dropout(rng, transfers):
     assert GE.spatial_dropout_backward is GE.spatial_dropout_forward
 
 
+def test_position(rng, transfers):
+    x = rng.standard_normal((3, 5, 4)).astype(F32)
+    P = rng.standard_normal((7, 4)).astype(F32)
+    xd, Pd = dev(x, P)
+    transfers.reset()
+    y = GE.position_forward(xd, Pd)
+    dP = GE.position_backward(xd, 7)
+    assert transfers.h2d == transfers.d2h == 0
+    np.testing.assert_array_equal(y.copy_to_host(), CE.position_forward(x, P))
+    np.testing.assert_array_equal(dP.copy_to_host(), CE.position_backward(x, 7))
+
+
 def test_names_match():
     import inspect
     for name in ("embedding_forward", "embedding_backward", "spatial_dropout_forward",
-                 "spatial_dropout_backward"):
+                 "spatial_dropout_backward", "position_forward", "position_backward"):
         f = getattr(CE, name)
         pf = getattr(f, "__wrapped__", f)
         assert (list(inspect.signature(pf).parameters)
