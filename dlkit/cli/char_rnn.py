@@ -1,14 +1,19 @@
-"""Character-level LSTM language model: train on any text file, sample from a checkpoint.
+"""Character-level language model (LSTM or transformer): train on any text file, sample.
 
     dlkit-char-rnn train                                      # Tiny Shakespeare, 2000 steps
     python scripts/char_rnn.py train                          # the same, from a checkout
+    python scripts/char_rnn.py train --model transformer      # nanoGPT's "baby GPT" on a CPU
     python scripts/char_rnn.py train --text my_book.txt --steps 5000 --out runs/book
     python scripts/char_rnn.py train --resume runs/char_rnn   # continue an interrupted run
     python scripts/char_rnn.py sample --out runs/char_rnn --temperature 0.8 --seed-text "ROMEO:"
 
-The model: Embedding (alphabet x --embed), --layers LSTMs of --units (return_sequences), a
-TimeDistributed Dense over the alphabet; softmax cross-entropy on the next character at every
-step (nats per character).  Training batches are --batch-size windows of --seq-len characters
+--model lstm: Embedding (alphabet x --embed), --layers LSTMs of --units (return_sequences), a
+TimeDistributed Dense over the alphabet.  --model transformer (a GPT): token embedding and
+learned positions (--n-embd), --n-layer pre-norm TransformerBlocks of --n-head causal heads
+(dropout --dropout), a final LayerNorm and a Dense over the alphabet; its defaults are the
+configuration nanoGPT's README trains on a CPU (context 64, batch 12, 4 layers, 4 heads, 128
+wide, Adam lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4, beta2 0.99, clip 1).
+Both: softmax cross-entropy on the next character at every step (nats per character).  Training batches are --batch-size windows of --seq-len characters
 at random offsets in the first 90% of the text (drawn from the seed, so a run is reproducible
 and resumable step for step); the last 10% is the validation text, evaluated every
 --eval-every steps as the mean loss over all its non-overlapping windows.  Adam, gradients
@@ -21,7 +26,8 @@ extends the run; a fresh run refuses a folder holding another unless --overwrite
 state, history), history.csv (a row every --eval-every steps, written as the run goes),
 history.json; with --tensorboard also tensorboard/ (loss, learning rate and seconds a step,
 validation loss).  Sampling feeds the seed text through the network, then draws one character
-at a time from softmax(logits / temperature), carrying the LSTM state from step to step.
+at a time from softmax(logits / temperature), carrying the LSTM state from step to step (the
+transformer reads the last --seq-len characters again at every step).
 Training is data-parallel under ``mpiexec -n N`` (dlkit.distributed): each rank takes its share
 of the --batch-size windows of a step, the gradients are averaged in one fused allreduce, and
 rank 0 prints and writes the run.
@@ -50,19 +56,34 @@ def parse_args(argv=None):
         runs.setting(t, SETTINGS, flag, default, **kw)
     setting("--text", "tinyshakespeare",
             help="a text file, or the name of a known corpus (tinyshakespeare)")
+    setting("--model", "lstm", choices=list(MODEL_DEFAULTS), help="the network")
     setting("--steps", 2000, type=runs.positive_int,
             help="training steps; the default run takes 8-12 min on 2 cores, and every "
                  "run prints its estimate after its first steps; with --resume, a larger "
                  "number extends the run")
-    setting("--batch-size", 64, type=runs.positive_int, help="windows a step")
-    setting("--seq-len", 100, type=runs.positive_int, help="characters a window")
+    setting("--batch-size", None, type=runs.positive_int, help="windows a step",
+            default_text=_per_model("batch_size"))
+    setting("--seq-len", None, type=runs.positive_int,
+            help="characters a window (the transformer's context)",
+            default_text=_per_model("seq_len"))
     setting("--embed", 64, type=runs.positive_int, help="embedding size")
     setting("--embed-init", "normal", choices=["normal", "uniform"],
             help="embedding init: N(0, 1) as PyTorch, or Keras' U(-0.05, 0.05)")
     setting("--units", 256, type=runs.positive_int, help="LSTM units a layer")
     setting("--layers", 1, type=runs.positive_int, help="stacked LSTM layers")
-    setting("--lr", 2e-3, type=runs.positive_float, help="Adam learning rate (constant)")
-    setting("--clip", 5.0, type=runs.nonnegative_float, help="global-norm clipping (0: none)")
+    setting("--n-embd", 128, type=runs.positive_int, help="transformer width")
+    setting("--n-layer", 4, type=runs.positive_int, help="transformer blocks")
+    setting("--n-head", 4, type=runs.positive_int,
+            help="attention heads a block (--n-embd a multiple of it)")
+    setting("--dropout", 0.0, type=runs.fraction,
+            help="transformer dropout (attention weights, residual branches, embeddings)")
+    setting("--lr", None, type=runs.positive_float, default_text=_per_model("lr"),
+            help="Adam learning rate: constant for the LSTM; for the transformer the peak of "
+                 "--warmup steps of linear warm-up then cosine decay to lr/10 at --steps")
+    setting("--warmup", 100, type=runs.nonnegative_int,
+            help="transformer learning-rate warm-up steps")
+    setting("--clip", None, type=runs.nonnegative_float, default_text=_per_model("clip"),
+            help="global-norm clipping (0: none)")
     setting("--val-fraction", 0.1, type=runs.fraction,
             help="share of the text, at its end, held out for validation")
     setting("--seed", 0, type=int)
@@ -91,9 +112,29 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+MODEL_DEFAULTS = {"lstm": dict(seq_len=100, batch_size=64, lr=2e-3, clip=5.0),
+                  "transformer": dict(seq_len=64, batch_size=12, lr=1e-3, clip=1.0)}
+
+
+def _per_model(name):
+    return "per model: " + ", ".join(f"{m} {d[name]}" for m, d in MODEL_DEFAULTS.items())
+
+
 def build_model(vocab, cfg):
+    from dlkit import init
     from dlkit import layers as L
     from dlkit import nn
+    if cfg.get("model", "lstm") == "transformer":
+        C, n, drop = cfg["n_embd"], cfg["n_layer"], cfg["dropout"]
+        layers = [("embed", L.Embedding(vocab, C, E_init=init.normal(0.02))),
+                  ("pos", L.PositionEmbedding(cfg["seq_len"]))]
+        if drop:
+            layers.append(("drop", L.Dropout(drop)))
+        layers += [(f"block{i + 1}", L.TransformerBlock(C, cfg["n_head"], dropout=drop,
+                                                         n_blocks=n)) for i in range(n)]
+        layers += [("ln_f", L.LayerNorm()),
+                   ("out", L.TimeDistributed(L.Dense(vocab, W_init=init.normal(0.02))))]
+        return nn.serial(*layers)
     layers = [("embed", L.Embedding(vocab, cfg["embed"], E_init=cfg.get("embed_init", "normal")))]
     for i in range(cfg["layers"]):
         layers.append((f"lstm{i + 1}", L.LSTM(cfg["units"], return_sequences=True)))
@@ -129,6 +170,12 @@ def train(args):
     try:
         out = runs.resolve(args, "char_rnn.py", SETTINGS, default_out="runs/char_rnn",
                            changeable=("steps",))
+        for name, value in MODEL_DEFAULTS[args.model].items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        if args.model == "transformer" and args.n_embd % args.n_head:
+            raise ValueError(f"--n-embd {args.n_embd} must be a multiple of --n-head "
+                             f"{args.n_head}")
         corpus = data.load_char_corpus(args.text, args.val_fraction, data_dir=args.data_dir)
         if min(len(corpus.train), len(corpus.val)) < args.seq_len + 1:
             raise ValueError(
@@ -141,12 +188,18 @@ def train(args):
             raise ValueError(logs.TENSORBOARD_HINT + " (or drop --tensorboard)")
     except (runs.RunFolderError, data.DataNotFoundError, ValueError) as e:
         sys.exit(runs.error_message(e))
-    cfg = dict(text=corpus.source, chars=corpus.chars, embed=args.embed,
-               embed_init=args.embed_init, units=args.units,
-               layers=args.layers, seq_len=args.seq_len, batch_size=args.batch_size,
-               lr=args.lr, clip=args.clip, seed=args.seed, val_fraction=args.val_fraction)
+    cfg = dict(text=corpus.source, chars=corpus.chars, model=args.model, seq_len=args.seq_len,
+               batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
+               val_fraction=args.val_fraction)
+    if args.model == "transformer":
+        cfg.update(n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
+                   dropout=args.dropout, warmup=args.warmup)
+    else:
+        cfg.update(embed=args.embed, embed_init=args.embed_init, units=args.units,
+                   layers=args.layers)
     if args.resume and (out / "config.json").is_file():
         saved = json.loads((out / "config.json").read_text())
+        saved.setdefault("model", "lstm")           # runs from before --model
         diff = {k: (saved.get(k), v) for k, v in cfg.items() if k != "text" and saved.get(k) != v}
         if diff:
             sys.exit(f"error: {out} was trained with other settings (saved, now): {diff}")
@@ -160,7 +213,12 @@ def train(args):
     key = random.key(args.seed)
     model = build_model(V, cfg)
     _, params = model.init(random.fold_in(key, 0), (args.seq_len,))
-    opt = optim.adam(args.lr)
+    if args.model == "transformer":     # nanoGPT's: warm-up, cosine decay to lr / 10
+        schedule = optim.cosine(args.lr, args.steps, args.lr / 10, args.warmup)
+        opt = optim.adam(schedule, b2=0.99)
+    else:
+        schedule = optim.constant(args.lr)
+        opt = optim.adam(args.lr)
     state = opt.init(params)
     step, history = 0, {"step": [], "train_loss": [], "val_loss": [], "seconds": []}
     if args.resume:
@@ -183,11 +241,15 @@ def train(args):
         except RuntimeError as e:
             sys.exit(f"error: {e}")
         params, state = device.to_device((params, state))
-    print(f"dlkit {dlkit.__version__}: char LSTM on {corpus.source} ({len(corpus.train):,} train "
-          f"/ {len(corpus.val):,} val characters, alphabet {V}), embed {args.embed}, "
-          f"{args.layers} x LSTM {args.units}, {tree.size(params):,} params, batch "
-          f"{args.batch_size} x {args.seq_len}, adam lr={args.lr}, clip {args.clip or 'none'}, "
-          f"{args.device}")
+    net = (f"{args.n_layer} x transformer block ({args.n_embd} wide, {args.n_head} heads, "
+           f"dropout {args.dropout})" if args.model == "transformer" else
+           f"embed {args.embed}, {args.layers} x LSTM {args.units}")
+    lr_text = (f"lr={args.lr} ({args.warmup} warm-up, cosine to {args.lr / 10:g})"
+               if args.model == "transformer" else f"lr={args.lr}")
+    print(f"dlkit {dlkit.__version__}: char {args.model} on {corpus.source} "
+          f"({len(corpus.train):,} train / {len(corpus.val):,} val characters, alphabet {V}), "
+          f"{net}, {tree.size(params):,} params, batch {args.batch_size} x {args.seq_len}, adam "
+          f"{lr_text}, clip {args.clip or 'none'}, {args.device}")
 
     grad_fn = nn.value_and_grad(model, sequence_loss)
     data_key = random.fold_in(key, 1)
@@ -227,7 +289,7 @@ def train(args):
         updates, state = opt.update(grads, state, params)
         params = optim.apply_updates(params, updates)
         if board is not None:
-            board.scalars(step + 1, **{"step/loss": loss, "step/lr": args.lr,
+            board.scalars(step + 1, **{"step/loss": loss, "step/lr": schedule(step),
                                        "step/seconds": time.perf_counter() - t_step})
         eta.step()
         step += 1
@@ -284,6 +346,17 @@ def sample(out, length, temperature, seed_text, seed=0):
     if c is None:
         raise FileNotFoundError(f"no checkpoint in {out}/checkpoints")
     p = c.params
+    rng = random.generator(random.key(seed))
+    seed_text = seed_text or "\n"
+    if cfg.get("model", "lstm") == "transformer":
+        model, context = build_model(V, cfg), list(corpus.encode(seed_text))
+
+        def step(i=None):
+            if i is not None:
+                context.append(i)
+            window = np.array([context[-cfg["seq_len"]:]], np.int64)
+            return model.forward(p, window)[0][0, -1].astype(np.float64)
+        return seed_text + _draw(step, step(), length, temperature, rng, cfg["chars"])
     emb = L.Embedding(V, cfg["embed"])
     lstms = [L.LSTM(cfg["units"], return_sequences=True, return_state=True)
              for _ in range(cfg["layers"])]
@@ -298,18 +371,24 @@ def sample(out, length, temperature, seed_text, seed=0):
         logits, _ = dense.forward(p["out"], np.ascontiguousarray(h[:, -1]))
         return logits[0].astype(np.float64)
 
-    rng = random.generator(random.key(seed))
-    seed_text = seed_text or "\n"
     logits = step(corpus.encode(seed_text)[None, :])
-    chars = []
+    return seed_text + _draw(lambda i: step(np.array([[i]], np.int64)), logits, length,
+                             temperature, rng, cfg["chars"])
+
+
+def _draw(step, logits, length, temperature, rng, chars):
+    """``length`` characters drawn one by one from softmax(logits / temperature), where
+    ``step(i)`` feeds character i to the model and returns the next logits."""
+    import numpy as np
+    out = []
     for _ in range(length):
         z = logits / temperature
         prob = np.exp(z - z.max())
         prob /= prob.sum()
-        i = int(rng.choice(V, p=prob))
-        chars.append(cfg["chars"][i])
-        logits = step(np.array([[i]], np.int64))
-    return seed_text + "".join(chars)
+        i = int(rng.choice(len(chars), p=prob))
+        out.append(chars[i])
+        logits = step(i)
+    return "".join(out)
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ from .core import (Dense, Dropout, Flatten, Gelu, LeakyRelu, LogSoftmax, Relu,  
 from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: F401
 from .recurrent import (GRU, LSTM, Bidirectional, Padded, SimpleRNN,  # noqa: F401
                         TimeDistributed)
-from .embedding import Embedding, SpatialDropout1D  # noqa: F401
+from .embedding import Embedding, PositionEmbedding, SpatialDropout1D  # noqa: F401
 from .norm import LayerNorm  # noqa: F401
 from .batchnorm import BatchNorm  # noqa: F401
+from .attention import MultiHeadAttention, TransformerBlock  # noqa: F401

@@ -47,6 +47,10 @@ and the lse are formed in float64 and stored in the data's dtype.  float32 expon
 vectorisable Cephes expf (Numba has no vector exp here without SVML); float64 uses np.exp, so
 float64 inputs give float64-accurate results (the finite-difference tests rely on it).
 
+``heads_split`` / ``heads_merge`` move a fused projection's (B, T, parts H D) columns to the
+kernels' (parts, B, H, T, D) layout and back (the multi-head layer's reshapes, as kernels so
+they run where the arrays live).
+
 ``attention_forward_reference`` / ``attention_backward_reference`` below are the same maths in
 plain float64 NumPy with the whole (T, T) matrix, the textbook version the kernels are tested
 against.
@@ -323,3 +327,39 @@ def attention_backward(q, k, v, out, lse, dout, causal, scale, dropout_p, seed):
         _backward_head(q, k, v, out, lse, dout, dq, dk, dv, bh // H, bh % H, causal, sc, p,
                        useed)
     return dq, dk, dv
+
+
+# ------------------------------------------------------------------ head split and merge
+@parallel_above(GRAIN, size=lambda x, parts, heads: x.size)
+def heads_split(x, parts, heads):
+    """x (B, T, parts * heads * D) -> (parts, B, heads, T, D): the fused projection's columns
+    [p, h, d] to part p (q, k, v), head h, feature d; a copy in the kernels' layout."""
+    B, T, F = x.shape
+    Dh = F // (parts * heads)
+    out = np.empty((parts, B, heads, T, Dh), x.dtype)
+    for ph in prange(parts * B * heads):
+        p, b, h = ph // (B * heads), (ph // heads) % B, ph % heads
+        c0 = (p * heads + h) * Dh
+        for t in range(T):
+            src, dst = x[b, t, c0:c0 + Dh], out[p, b, h, t]
+            for d in range(Dh):
+                dst[d] = src[d]
+    return out
+
+
+@parallel_above(GRAIN, size=lambda parts: len(parts) * parts[0].size)
+def heads_merge(parts):
+    """parts: a tuple of P arrays (B, H, T, D) -> (B, T, P * H * D), the inverse of
+    heads_split (part p, head h, feature d to column (p H + h) D + d)."""
+    P = len(parts)
+    B, H, T, Dh = parts[0].shape
+    out = np.empty((B, T, P * H * Dh), parts[0].dtype)
+    for ph in prange(P * B * H):
+        p, b, h = ph // (B * H), (ph // H) % B, ph % H
+        c0 = (p * H + h) * Dh
+        part = parts[p]
+        for t in range(T):
+            src, dst = part[b, h, t], out[b, t, c0:c0 + Dh]
+            for d in range(Dh):
+                dst[d] = src[d]
+    return out

@@ -42,3 +42,83 @@ def test_position_embedding_bad_input():
         layer.init(random.key(0), (6, 3))
     with pytest.raises(ValueError, match="kind"):
         L.PositionEmbedding(4, kind="rotary")
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("heads,T", [(1, 1), (2, 5), (3, 9)])
+def test_multihead_attention_gradcheck(causal, heads, T, rng):
+    layer = L.MultiHeadAttention(heads, causal=causal)
+    _, params = layer.init(random.key(0), (T, 2 * heads), np.float64)
+    params = {k: v + rng.standard_normal(v.shape) * 0.3 for k, v in params.items()}
+    x = rng.standard_normal((2, T, 2 * heads))
+    errs = dlkit.gradcheck(layer, params, x, tol=1e-6)
+    assert set(errs) == {"dx", "Wqkv", "bqkv", "Wo", "bo"}
+
+
+def test_multihead_attention_dropout_is_a_function_of_the_key(rng):
+    layer = L.MultiHeadAttention(2, dropout=0.3)
+    _, params = layer.init(random.key(0), (6, 4), np.float64)
+    params = {k: v + rng.standard_normal(v.shape) * 0.3 for k, v in params.items()}
+    x = rng.standard_normal((2, 6, 4))
+    y1, _ = layer.forward(params, x, key=random.key(3), train=True)
+    y2, _ = layer.forward(params, x, key=random.key(3), train=True)
+    y3, _ = layer.forward(params, x, key=random.key(4), train=True)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(y1, y3)
+    y_eval, _ = layer.forward(params, x)
+    assert not np.array_equal(y1, y_eval)
+    dlkit.gradcheck(layer, params, x, key=random.key(3), tol=1e-6)
+    with pytest.raises(ValueError, match="needs a key"):
+        layer.forward(params, x, train=True)
+
+
+def test_multihead_attention_matches_torch(rng, need):
+    torch = need("torch")
+    B, T, C, H = 3, 11, 12, 3
+    layer = L.MultiHeadAttention(H)
+    _, params = layer.init(random.key(0), (T, C), np.float64)
+    params = {k: v + rng.standard_normal(v.shape) * 0.2 for k, v in params.items()}
+    x = rng.standard_normal((B, T, C))
+    dy = rng.standard_normal((B, T, C))
+    y, cache = layer.forward(params, x)
+    dx, grads = layer.backward(params, cache, dy)
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    tx = torch.tensor(x, requires_grad=True)
+    q, k, v = (t.reshape(B, T, H, C // H).transpose(1, 2)
+               for t in (tx @ tp["Wqkv"] + tp["bqkv"]).split(C, dim=2))
+    o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    ty = o.transpose(1, 2).reshape(B, T, C) @ tp["Wo"] + tp["bo"]
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name in params:
+        np.testing.assert_allclose(grads[name], tp[name].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_multihead_attention_bad_input():
+    layer = L.MultiHeadAttention(4)
+    with pytest.raises(ValueError, match="multiple of 4 heads"):
+        layer.init(random.key(0), (5, 10))
+    _, params = layer.init(random.key(0), (5, 8))
+    with pytest.raises(ValueError, match="batch, time, features"):
+        layer.forward(params, np.zeros((5, 8), np.float32))
+    with pytest.raises(ValueError, match="Wqkv"):
+        layer.forward(params, np.zeros((1, 5, 12), np.float32))
+    with pytest.raises(ValueError, match="heads"):
+        L.MultiHeadAttention(0)
+    y, cache = layer.forward(params, np.zeros((1, 5, 8), np.float32))
+    with pytest.raises(ValueError, match="dy must have shape"):
+        layer.backward(params, cache, np.zeros((1, 4, 8), np.float32))
+
+
+def test_transformer_block_gradcheck_and_names(rng):
+    block = L.TransformerBlock(8, 2, mlp_ratio=2, dropout=0.1, n_blocks=2)
+    _, params = block.init(random.key(0), (5, 8), np.float64)
+    assert sorted(dlkit.tree.flatten(params)) == sorted(
+        f"{a}/{b}" for a, b in [("attn", "ln/gamma"), ("attn", "ln/beta"), ("attn", "mha/Wqkv"),
+                                ("attn", "mha/bqkv"), ("attn", "mha/Wo"), ("attn", "mha/bo"),
+                                ("mlp", "ln/gamma"), ("mlp", "ln/beta"), ("mlp", "fc/W"),
+                                ("mlp", "fc/b"), ("mlp", "proj/W"), ("mlp", "proj/b")])
+    assert params["mlp"]["proj"]["W"].std() < params["mlp"]["fc"]["W"].std()   # scaled init
+    x = rng.standard_normal((2, 5, 8))
+    dlkit.gradcheck(block, params, x, key=random.key(1), tol=1e-6)
