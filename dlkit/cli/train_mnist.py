@@ -12,8 +12,8 @@ run refuses a folder holding another (use --resume DIR to continue it with its
 own settings, --overwrite to replace it, or another --out).  Data is looked for in
 --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
 
---augment (cnn, cnn-deep) trains on randomly cropped (2 pixels of zero padding) and flipped
-batches (``dlkit.data.crop_and_flip``); validation and test images are left as they are.
+--augment (cnn, cnn-deep, resnet) trains on randomly cropped (2 pixels of background
+padding: a black pixel's prepared value) and flipped batches (``dlkit.data.crop_and_flip``); validation and test images are left as they are.
 
 Data-parallel: ``mpiexec -n 2 python scripts/train_mnist.py ...`` trains with the same global
 --batch-size split across the ranks (dlkit.distributed); rank 0 prints and writes the run.
@@ -55,8 +55,9 @@ def parse_args(argv=None):
                  default_text="all",
                  help="train on the first N training images only (quick experiments)")
     runs.setting(p, SETTINGS, "--augment", False, action="store_true",
-                 help="augment each training batch: random crop with 2 pixels of zero padding "
-                      "and a random horizontal flip (image models cnn, cnn-deep only)")
+                 help="augment each training batch: random crop with 2 pixels of background "
+                      "padding and a random horizontal flip (image models cnn, cnn-deep, "
+                      "resnet)")
     runs.output_flags(p, data="<dataset>/", default_out="runs/<dataset>-<model>")
     p.add_argument("--checkpoint-every", type=runs.positive_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps (default: only at epoch ends)")
@@ -120,6 +121,10 @@ def main(argv=None):
           f"{tree.size(params):,} params, {args.optimizer} lr={lr} ({args.schedule}), "
           f"batch {args.batch_size}, seed {args.seed}, {args.device}"
           + (", augment: crop 2 + flip" if args.augment else ""))
+    augment = None                  # padding the background: what a black pixel prepares to
+    if args.augment:
+        black = float(prepare(np.zeros((1, 28, 28), np.uint8)).flat[0])
+        augment = data.crop_and_flip(2, fill=black)
     t0 = time.perf_counter()
     result = train.fit(model, params, opt, (xtr, ytr), key=random.fold_in(key, 2),
                        epochs=args.epochs, batch_size=args.batch_size, prepare=prepare,
@@ -127,7 +132,7 @@ def main(argv=None):
                        checkpoint_every=args.checkpoint_every, resume=args.resume is not None,
                        progress=not args.quiet, csv_log=out / "history.csv",
                        tensorboard_dir=out / "tensorboard" if args.tensorboard else None,
-                       augment=data.crop_and_flip(2) if args.augment else None, state=state)
+                       augment=augment, state=state)
     seconds = time.perf_counter() - t0
     if not distributed.is_main():          # under MPI, rank 0 evaluates and writes
         return None

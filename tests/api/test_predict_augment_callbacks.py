@@ -91,6 +91,17 @@ def test_random_crop_is_a_seeded_padded_crop(shape):
     assert np.array_equal(data.random_crop(x, key, 0), x)
 
 
+def test_random_crop_pads_with_fill():
+    x = np.full((32, 1, 5, 5), 7.0, np.float32)
+    key = random.key(5)
+    y = data.random_crop(x, key, 2, fill=-0.8)
+    assert set(np.unique(y)) <= {np.float32(7.0), np.float32(-0.8)}
+    assert np.array_equal(y == np.float32(-0.8), data.random_crop(x, key, 2) == 0)
+    z = data.crop_and_flip(2, fill=-0.8)(x, key)
+    k1, k2 = random.split(key)
+    assert np.array_equal(z, data.random_flip(data.random_crop(x, k1, 2, fill=-0.8), k2))
+
+
 def test_random_flip_flips_about_half_and_nothing_else():
     x = images(n=200)
     y = data.random_flip(x, random.key(0))
@@ -126,6 +137,10 @@ def test_crop_and_flip_is_crop_then_flip_with_split_keys():
     (lambda: data.random_flip([[[0.0]]], random.key(0)), TypeError,
      r"random_flip: x must be a numpy array, got list"),
     (lambda: data.crop_and_flip(-2), ValueError, r"crop_and_flip: padding must be an int >= 0"),
+    (lambda: data.crop_and_flip(2, fill=float("nan")), ValueError,
+     r"crop_and_flip: fill must be a finite number, got nan"),
+    (lambda: data.random_crop(np.zeros((2, 4, 4), np.float32), random.key(0), 1, fill="0"),
+     ValueError, r"random_crop: fill must be a finite number, got '0'"),
     (lambda: data.crop_and_flip(2)(np.zeros((2, 4, 4), np.float32), (1, 2, 3)), TypeError,
      r"expected a key"),
 ])
