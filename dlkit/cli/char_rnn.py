@@ -253,6 +253,7 @@ def train(args):
 
     grad_fn = nn.value_and_grad(model, sequence_loss)
     data_key = random.fold_in(key, 1)
+    drop_key = random.fold_in(key, 2)       # the transformer's dropout masks, one key a step
 
     def save():
         if world.rank:
@@ -275,13 +276,14 @@ def train(args):
                                    random.fold_in(data_key, step))
         if world.size > 1:              # this rank's windows; the mean over all of them
             mine = distributed.shard(np.arange(args.batch_size))
-            loss, _, grads = grad_fn(params, x[mine], y[mine])
+            loss, _, grads = grad_fn(params, x[mine], y[mine],
+                                     key=random.fold_in(drop_key, step))
             grads, (loss,) = distributed.allreduce(grads, len(mine) / args.batch_size,
                                                    extra=[loss * len(mine) / args.batch_size])
         else:
             if args.device == "cuda":
                 x, y = device.to_device((x, y))
-            loss, _, grads = grad_fn(params, x, y)
+            loss, _, grads = grad_fn(params, x, y, key=random.fold_in(drop_key, step))
         if not np.isfinite(loss):
             sys.exit(f"error: non-finite loss at step {step}; params not updated")
         if args.clip:

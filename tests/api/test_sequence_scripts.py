@@ -104,3 +104,30 @@ def test_char_rnn_resume_is_bit_identical_and_samples(tmp_path, capsys):
         char_rnn.main(["sample", "--out", str(full), "--seed-text", "XYZ"])
     hist = json.loads((full / "history.json").read_text())["history"]
     assert hist["step"] == [3, 6] and np.all(np.isfinite(hist["val_loss"]))
+
+
+def test_char_transformer_resumes_bit_for_bit_and_samples(tmp_path):
+    """char_rnn.py --model transformer: a run cut off after its step-3 checkpoint and resumed
+    ends with the uninterrupted run's params and Adam state; sampling reads a context window."""
+    import shutil
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 40)
+    small = ["--text", str(text), "--model", "transformer", "--n-embd", "8", "--n-head", "2",
+             "--n-layer", "2", "--dropout", "0.1", "--batch-size", "4", "--seq-len", "12",
+             "--warmup", "2", "--steps", "6", "--eval-every", "3", "--checkpoint-every", "3",
+             "--sample-length", "0"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    char_rnn.main(["train", *small, "--out", str(full)])
+    shutil.copytree(full, part)
+    shutil.rmtree(part / "checkpoints" / "step-000000006")
+    (part / "checkpoints" / "LATEST").write_text("step-000000003")
+    char_rnn.main(["train", "--resume", str(part)])
+    a = checkpoint.restore(full / "checkpoints")
+    b = checkpoint.restore(part / "checkpoints")
+    assert a.step == b.step == 6
+    assert tree.equal(a.params, b.params) and tree.equal(a.opt_state, b.opt_state)
+    assert "block2" in a.params and "mha" in a.params["block1"]["attn"]
+    s = char_rnn.main(["sample", "--out", str(full), "--length", "40", "--seed-text", "to be"])
+    assert s.startswith("to be") and len(s) == 45 and set(s) <= set(text.read_text())
+    with pytest.raises(SystemExit, match="must be a multiple of --n-head"):
+        char_rnn.main(["train", *small, "--n-embd", "9", "--out", str(tmp_path / "bad")])
