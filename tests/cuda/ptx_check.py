@@ -76,6 +76,7 @@ CUDADispatcher.__getitem__ = lambda self, config: Compile(self)
 
 from kernels.cuda import _array as AR  # noqa: E402
 from kernels.cuda import activations as A  # noqa: E402
+from kernels.cuda import attention as AT  # noqa: E402
 from kernels.cuda import conv as C  # noqa: E402
 from kernels.cuda import dense as D  # noqa: E402
 from kernels.cuda import embedding as E  # noqa: E402
@@ -85,7 +86,7 @@ from kernels.cuda import pool as P  # noqa: E402
 from kernels.cuda import rbm as R  # noqa: E402
 from kernels.cuda import recurrent as RC  # noqa: E402
 
-for mod in (AR, A, C, D, E, Ls, O, P, R, RC):
+for mod in (AR, A, AT, C, D, E, Ls, O, P, R, RC):
     mod.empty = fake_empty
 launcher_errors = []
 
@@ -124,6 +125,11 @@ def launch_all(dt):
         A.softmax_forward(a(3, 4), True), A.softmax_backward(a(3, 4), a(3, 4), False),
         A.dropout_forward(a(7), ints(7, dt=u8), 2.0),
         A.gelu_forward(a(7)), A.gelu_backward(a(7), a(7))))
+    run("attention", lambda: (
+        AT.attention_forward(a(2, 3, 5, 4), a(2, 3, 5, 4), a(2, 3, 5, 4), True, 0.5, 0.1, 7),
+        AT.attention_backward(a(2, 3, 5, 4), a(2, 3, 5, 4), a(2, 3, 5, 4), a(2, 3, 5, 4),
+                              a(2, 3, 5), a(2, 3, 5, 4), False, 0.5, 0.0, 7),
+        AT.heads_split(a(2, 5, 24), 3, 2), AT.heads_merge((a(2, 2, 5, 4),) * 3)))
     run("losses", lambda: (
         Ls.softmax_cross_entropy(a(3, 4), ints(3)),
         Ls.softmax_cross_entropy(a(3, 4), ints(3, dt=np.int32)),
