@@ -170,7 +170,7 @@ for _f, _v in ((zeros, 0), (ones, 1)):
     _f.__doc__ += _SECTIONS + f"""        >>> init.{_f.__name__}(random.key(0), (2,))
         array([{_v}., {_v}.], dtype=float32)
     """
-for _f in (glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_normal):
+for _f in (glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_normal, fan_in_uniform):
     _f.__doc__ += _SECTIONS + f"""        >>> W = init.{_f.__name__}(random.key(0), (784, 128))
         >>> W.shape, W.dtype
         ((784, 128), dtype('float32'))

@@ -23,7 +23,8 @@ DOCTESTED = ["dlkit", "dlkit.layers.base", "dlkit.layers.core", "dlkit.layers.co
              "dlkit.clip", "dlkit.checkpoint", "dlkit.train", "dlkit.data.batching",
              "dlkit.data.store", "dlkit.data.text", "dlkit.data.mnist", "dlkit.rbm", "dlkit.dbn",
              "dlkit.device", "dlkit.gradcheck", "dlkit.distributed", "dlkit.zoo",
-             "dlkit.data.augment", "dlkit.threads", "dlkit.layers.norm", "dlkit.layers.batchnorm"]
+             "dlkit.data.augment", "dlkit.threads", "dlkit.layers.norm", "dlkit.layers.batchnorm",
+             "dlkit.layers.attention"]
 
 
 def _builder():
