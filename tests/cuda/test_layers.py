@@ -207,6 +207,31 @@ def test_spatial_dropout(transfers):
     compare(L.SpatialDropout1D(0.5), (3, 5), _x(2, 3, 5), transfers, train=False)
 
 
+# --------------------------------------------------------------------------- transformer
+def test_gelu_and_learned_positions(transfers):
+    compare(L.Gelu(), (3, 4), _x(2, 3, 4), transfers)
+    compare(L.PositionEmbedding(5), (3, 4), _x(2, 3, 4), transfers)
+
+
+def test_sinusoidal_positions_upload_their_table_once(transfers):
+    """The fixed table is made on the host and copied up at the first device call."""
+    compare(L.PositionEmbedding(5, kind="sinusoidal"), (3, 4), _x(2, 3, 4), transfers,
+            copies=(1, 0))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_multihead_attention(causal, transfers):
+    compare(L.MultiHeadAttention(2, causal=causal), (5, 4), _x(2, 5, 4), transfers)
+
+
+def test_multihead_attention_dropout_and_block(transfers):
+    """Attention dropout hashes the same mask on the device; the block's Dropout layers draw
+    theirs on the host (two copies up)."""
+    compare(L.MultiHeadAttention(2, dropout=0.3), (5, 4), _x(2, 5, 4), transfers)
+    compare(L.TransformerBlock(4, 2, mlp_ratio=2, dropout=0.2), (3, 4), _x(2, 3, 4),
+            transfers, copies=(2, 0))
+
+
 # ------------------------------------------------------------------------ training steps
 def _cnn():
     return nn.serial(("conv1", L.Conv2D(3, 3, padding="same", activation="relu")),
