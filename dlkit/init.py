@@ -10,7 +10,7 @@ fan_out = C_out*KH*KW.  Look one up by name with ``get("he_uniform")``.
     he_uniform      U(-a, a), a = sqrt(6 / fan_in)                    (for ReLU layers)
     he_normal       N(0, 2 / fan_in)
     lecun_normal    N(0, 1 / fan_in)
-    fan_in_uniform  U(-a, a), a = 1 / sqrt(fan_in)                    (PyTorch's Linear/Conv default)
+    fan_in_uniform  U(-a, a), a = 1 / sqrt(fan_in)                    (PyTorch's default)
     normal(std)     N(0, std^2), a factory: ``normal(0.02)``
     orthogonal      a (semi-)orthogonal matrix, for recurrent weights (2-D shapes)
 """

@@ -13,8 +13,9 @@ learned positions (--n-embd), --n-layer pre-norm TransformerBlocks of --n-head c
 (dropout --dropout), a final LayerNorm and a Dense over the alphabet; its defaults are the
 configuration nanoGPT's README trains on a CPU (context 64, batch 12, 4 layers, 4 heads, 128
 wide, Adam lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4, beta2 0.99, clip 1).
-Both: softmax cross-entropy on the next character at every step (nats per character).  Training batches are --batch-size windows of --seq-len characters
-at random offsets in the first 90% of the text (drawn from the seed, so a run is reproducible
+Both: softmax cross-entropy on the next character at every step (nats per character).
+Training batches are --batch-size windows of --seq-len characters at random offsets in the
+first 90% of the text (drawn from the seed, so a run is reproducible
 and resumable step for step); the last 10% is the validation text, evaluated every
 --eval-every steps as the mean loss over all its non-overlapping windows.  Adam, gradients
 clipped to global norm --clip.  After its first steps a run prints how long it will take (the

@@ -13,7 +13,8 @@ own settings, --overwrite to replace it, or another --out).  Data is looked for 
 --data-dir, $DLKIT_DATA, ~/.cache/dlkit and /usr/share/datasets, then downloaded.
 
 --augment (cnn, cnn-deep, resnet) trains on randomly cropped (2 pixels of background
-padding: a black pixel's prepared value) and flipped batches (``dlkit.data.crop_and_flip``); validation and test images are left as they are.
+padding: a black pixel's prepared value) and flipped batches (``dlkit.data.crop_and_flip``);
+validation and test images are left as they are.
 
 Data-parallel: ``mpiexec -n 2 python scripts/train_mnist.py ...`` trains with the same global
 --batch-size split across the ranks (dlkit.distributed); rank 0 prints and writes the run.

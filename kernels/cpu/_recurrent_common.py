@@ -1,14 +1,14 @@
 """What the three recurrent cells (recurrent_rnn.py, recurrent_lstm.py, recurrent_gru.py) share:
 the vectorisable float32 sigmoid/tanh, the block and time-chunk plumbing (row blocks, gathering
 a block's steps, the per-chunk weight and input gradient GEMMs, summing block partials) and
-the per-row helpers every cell uses.  Shapes, the work split and the cache layout are
-described in recurrent.py's docstring.
+the per-row helpers every cell uses; attention.py borrows the float32 exp.  Shapes, the work
+split and the cache layout are described in recurrent.py's docstring.
 
 These are njit helpers shared across kernel files, an exception to "a kernel and its njit
 helpers live in one file" (DESIGN.md), made so that the cells need no copies of the step
 machinery.  Numba's on-disk cache checks only the mtime of a kernel's own source file, so
-the kernels in recurrent_rnn.py, recurrent_lstm.py and recurrent_gru.py, which compile the
-helpers and constants below into themselves, do not notice an edit here and keep running the
+the kernels in recurrent_rnn.py, recurrent_lstm.py, recurrent_gru.py and attention.py, which
+compile the helpers and constants below into themselves, do not notice an edit here and keep running the
 old code from their cache.  After editing this file, clear the caches:
 
     find kernels -name __pycache__ -exec rm -rf {} +

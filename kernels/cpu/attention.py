@@ -44,7 +44,8 @@ backward with B H = 1 runs on one thread (the race-free split is per head).
 
 Precision: tiles are in the data's dtype (the ``gemm`` products, P, dS); the row max, row sum
 and the lse are formed in float64 and stored in the data's dtype.  float32 exponentials use a
-vectorisable Cephes expf (Numba has no vector exp here without SVML); float64 uses np.exp, so
+vectorisable Cephes expf (``_recurrent_common._exp32``, clamped to [-87, 88]; Numba has no
+vector exp here without SVML); float64 uses np.exp, so
 float64 inputs give float64-accurate results (the finite-difference tests rely on it).
 
 ``heads_split`` / ``heads_merge`` move a fused projection's (B, T, parts H D) columns to the
@@ -56,12 +57,12 @@ plain float64 NumPy with the whole (T, T) matrix, the textbook version the kerne
 against.
 """
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ._blas import gemm
 from ._parallel import parallel_above
+from ._recurrent_common import _exp32
 from .activations import _splitmix
 
 #: query rows / keys per tile (see the module docstring)
@@ -110,39 +111,14 @@ def attention_backward_reference(q, k, v, dout, causal, scale):
 
 
 # ------------------------------------------------------------------ vectorisable exp
-@intrinsic
-def _f32_from_bits(typingctx, i):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@njit(cache=True, **_EM)
-def _exp32(x):
-    """e^x for float32 x, clamped to [-87, 88] (e^-87 ~ 1.6e-38): Cephes expf, 2^n by
-    bit-cast, so LLVM vectorises loops that call it (np.exp stays a scalar libm call)."""
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    fx = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
-    r = x - fx * np.float32(0.693359375) + fx * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    p = p * r * r + r + np.float32(1.0)
-    n = np.int32(fx)
-    return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
-
-
 def _exp(x):  # pragma: no cover - replaced by the overload below inside njit code
     return np.exp(x)
 
 
 @overload(_exp, jit_options=_EM)
 def _ov_exp(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
+    if x == types.float32:      # Cephes expf (shared with the recurrent cells), clamped
+        return lambda x: _exp32(min(max(x, np.float32(-87.0)), np.float32(88.0)))
     return lambda x: np.exp(x)
 
 
