@@ -154,8 +154,10 @@ def cnn_deep(dataset: str = "fashion-mnist") -> ZooModel:
 
 
 def _conv(filters: int) -> Layer:
-    """A 3x3 "same" convolution without bias (the BatchNorm after it has the bias)."""
-    return L.Conv2D(filters, 3, padding="same", use_bias=False)
+    """A 3x3 "same" convolution without bias (the BatchNorm after it has the bias), initialised
+    as PyTorch does (``fan_in_uniform``): with Adam before a BatchNorm, He's larger weights
+    turn more slowly and the model underfits in 10 epochs."""
+    return L.Conv2D(filters, 3, padding="same", use_bias=False, W_init="fan_in_uniform")
 
 
 def _bn(relu: bool = False) -> Layer:
@@ -193,7 +195,7 @@ def resnet(dataset: str = "fashion-mnist") -> ZooModel:
                       ("block2", _basic_block(64)), ("block2_relu", L.Relu()),
                       ("pool2", L.MaxPool2D(2)),
                       ("gap", L.GlobalAvgPool2D()), ("drop", L.Dropout(0.3)),
-                      ("fc", L.Dense(10)))
+                      ("fc", L.Dense(10, W_init="fan_in_uniform")))
     standardized = standardizer(dataset)
     return model, lambda xb: standardized(xb)[:, None], (1, 28, 28)
 
