@@ -1,13 +1,13 @@
 """What the three recurrent cells (recurrent_rnn.py, recurrent_lstm.py, recurrent_gru.py) share:
 the vectorisable float32 sigmoid/tanh, the block and time-chunk plumbing (row blocks, gathering
 a block's steps, the per-chunk weight and input gradient GEMMs, summing block partials) and
-the per-row helpers every cell uses; attention.py borrows the float32 exp.  Shapes, the work
+the per-row helpers every cell uses.  Shapes, the work
 split and the cache layout are described in recurrent.py's docstring.
 
 These are njit helpers shared across kernel files, an exception to "a kernel and its njit
 helpers live in one file" (DESIGN.md), made so that the cells need no copies of the step
 machinery.  Numba's on-disk cache checks only the mtime of a kernel's own source file, so
-the kernels in recurrent_rnn.py, recurrent_lstm.py, recurrent_gru.py and attention.py, which
+the kernels in recurrent_rnn.py, recurrent_lstm.py and recurrent_gru.py, which
 compile the helpers and constants below into themselves, do not notice an edit here and keep running the
 old code from their cache.  After editing this file, clear the caches:
 
@@ -16,11 +16,11 @@ old code from their cache.  After editing this file, clear the caches:
 (and empty ``$NUMBA_CACHE_DIR`` if you set one).
 """
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ._blas import gemm
+from ._vecmath import _EM, _exp32
 
 ACT_TANH, ACT_RELU = 0, 1
 
@@ -34,32 +34,7 @@ _CHUNK_ROWS = 512
 
 
 # ------------------------------------------------------------------ vectorisable float32 math
-# error_model="numpy": float division without Python's zero check (which blocks vectorising);
-# fastmath only with flags that keep NaN/Inf semantics (DESIGN.md).
-_EM = {"error_model": "numpy", "fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"}}
-
-
-@intrinsic
-def _f32_from_bits(typingctx, i):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@njit(cache=True, **_EM)
-def _exp32(x):
-    """e^x for float32 x in [-87, 88] (callers clamp): Cephes expf, 2^n by bit-cast."""
-    fx = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
-    r = x - fx * np.float32(0.693359375) + fx * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    p = p * r * r + r + np.float32(1.0)
-    n = np.int32(fx)
-    return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
+# (_EM, _exp32: _vecmath.py)
 
 
 @njit(cache=True, **_EM)

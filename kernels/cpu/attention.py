@@ -44,7 +44,7 @@ backward with B H = 1 runs on one thread (the race-free split is per head).
 
 Precision: tiles are in the data's dtype (the ``gemm`` products, P, dS); the row max, row sum
 and the lse are formed in float64 and stored in the data's dtype.  float32 exponentials use a
-vectorisable Cephes expf (``_recurrent_common._exp32``, clamped to [-87, 88]; Numba has no
+vectorisable Cephes expf (``_vecmath._exp32``, clamped to [-87, 88]; Numba has no
 vector exp here without SVML); float64 uses np.exp, so
 float64 inputs give float64-accurate results (the finite-difference tests rely on it).
 
@@ -62,7 +62,7 @@ from numba.extending import overload
 
 from ._blas import gemm
 from ._parallel import parallel_above
-from ._recurrent_common import _exp32
+from ._vecmath import _exp32
 from .activations import _splitmix
 
 #: query rows / keys per tile (see the module docstring)
@@ -117,7 +117,7 @@ def _exp(x):  # pragma: no cover - replaced by the overload below inside njit co
 
 @overload(_exp, jit_options=_EM)
 def _ov_exp(x):
-    if x == types.float32:      # Cephes expf (shared with the recurrent cells), clamped
+    if x == types.float32:      # Cephes expf (_vecmath), clamped
         return lambda x: _exp32(min(max(x, np.float32(-87.0)), np.float32(88.0)))
     return lambda x: np.exp(x)
 

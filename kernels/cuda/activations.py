@@ -75,25 +75,25 @@ def activation_backward(x, y, dy, act, alpha):
 
 
 @cuda.jit
-def _gelu_forward(x, y, half, one, rsqrt2):
+def _gelu_forward(x, y, half, rsqrt2):
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-        y[i] = half * x[i] * (one + math.erf(x[i] * rsqrt2))
+        y[i] = half * x[i] * math.erfc(-x[i] * rsqrt2)
 
 
 @cuda.jit
-def _gelu_backward(x, dy, dx, half, one, rsqrt2, rsqrt2pi):
+def _gelu_backward(x, dy, dx, half, rsqrt2, rsqrt2pi):
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         v = x[i]
-        cdf = half * (one + math.erf(v * rsqrt2))
+        cdf = half * math.erfc(-v * rsqrt2)
         dx[i] = dy[i] * (cdf + v * rsqrt2pi * math.exp(-half * v * v))
 
 
 def gelu_forward(x):
-    """y = x Phi(x) elementwise (exact GELU, with erf).  x (n,) -> y (n,)."""
+    """y = x Phi(x) elementwise (exact GELU, Phi(x) = erfc(-x / sqrt 2) / 2).  x (n,) -> y (n,)."""
     t = x.dtype.type
     y = empty(x.shape, x.dtype)
     if x.shape[0]:
-        _gelu_forward[grid_1d(x.shape[0])](x, y, t(0.5), t(1), t(0.7071067811865476))
+        _gelu_forward[grid_1d(x.shape[0])](x, y, t(0.5), t(0.7071067811865476))
     return y
 
 
@@ -102,7 +102,7 @@ def gelu_backward(x, dy):
     t = x.dtype.type
     dx = empty(dy.shape, dy.dtype)
     if x.shape[0]:
-        _gelu_backward[grid_1d(x.shape[0])](x, dy, dx, t(0.5), t(1), t(0.7071067811865476),
+        _gelu_backward[grid_1d(x.shape[0])](x, dy, dx, t(0.5), t(0.7071067811865476),
                                             t(0.3989422804014327))
     return dx
 
