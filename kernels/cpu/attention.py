@@ -70,6 +70,8 @@ BQ = 64
 BK = 64
 #: B H T^2 D multiply-adds below which the kernels run serially
 GRAIN = 1 << 20
+#: elements below which heads_split / heads_merge copy serially
+COPY_GRAIN = 1 << 16
 
 # fastmath only with flags that keep NaN/Inf semantics (DESIGN.md).
 _FM = {"nsz", "arcp", "afn", "reassoc"}
@@ -306,7 +308,7 @@ def attention_backward(q, k, v, out, lse, dout, causal, scale, dropout_p, seed):
 
 
 # ------------------------------------------------------------------ head split and merge
-@parallel_above(GRAIN, size=lambda x, parts, heads: x.size)
+@parallel_above(COPY_GRAIN, size=lambda x, parts, heads: x.size)
 def heads_split(x, parts, heads):
     """x (B, T, parts * heads * D) -> (parts, B, heads, T, D): the fused projection's columns
     [p, h, d] to part p (q, k, v), head h, feature d; a copy in the kernels' layout."""
@@ -323,7 +325,7 @@ def heads_split(x, parts, heads):
     return out
 
 
-@parallel_above(GRAIN, size=lambda parts: len(parts) * parts[0].size)
+@parallel_above(COPY_GRAIN, size=lambda parts: len(parts) * parts[0].size)
 def heads_merge(parts):
     """parts: a tuple of P arrays (B, H, T, D) -> (B, T, P * H * D), the inverse of
     heads_split (part p, head h, feature d to column (p H + h) D + d)."""
