@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import central_differences
 from kernels.cpu import activations
 from kernels.cpu import attention as K
 
@@ -86,23 +87,6 @@ def test_large_scores_are_stable(rng):
                                        rtol=tol, atol=tol)
 
 
-def _grads_fd(f, arrays, R, h=1e-6):
-    """Central differences of sum(f(*arrays) * R) with respect to each array."""
-    out = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        for i in np.ndindex(a.shape):
-            old = a[i]
-            a[i] = old + h
-            up = float((f(*arrays) * R).sum())
-            a[i] = old - h
-            down = float((f(*arrays) * R).sum())
-            a[i] = old
-            g[i] = (up - down) / (2 * h)
-        out.append(g)
-    return out
-
-
 FD_SHAPES = [(1, 1, 1, 3), (1, 2, 5, 3), (2, 1, 7, 2), (1, 1, 67, 2)]
 
 
@@ -114,7 +98,7 @@ def test_central_differences(rng, shape, causal, dropout_p):
     s, seed = 0.7, 1234
     out, lse = K.attention_forward(q, k, v, causal, s, dropout_p, seed)
     got = K.attention_backward(q, k, v, out, lse, R, causal, s, dropout_p, seed)
-    fd = _grads_fd(lambda q, k, v: K.attention_forward(q, k, v, causal, s, dropout_p, seed)[0],
+    fd = central_differences(lambda q, k, v: K.attention_forward(q, k, v, causal, s, dropout_p, seed)[0],
                    [q, k, v], R)
     for g, w in zip(got, fd):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)

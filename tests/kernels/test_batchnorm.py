@@ -4,6 +4,7 @@ import numba
 import numpy as np
 import pytest
 
+from conftest import central_differences
 from kernels.cpu import batchnorm as K
 
 # (N, C, S): (N, C) inputs are S = 1; batch 1 with S > 1; odd/prime sizes; the last is parallel
@@ -44,30 +45,13 @@ def test_matches_reference(rng, shape, act):
         rtol=1e-12, atol=1e-12)
 
 
-def _grads_fd(f, arrays, R, h=1e-6):
-    """Central differences of sum(f(*arrays) * R) with respect to each array."""
-    out = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        for i in np.ndindex(a.shape):
-            old = a[i]
-            a[i] = old + h
-            up = float((f(*arrays) * R).sum())
-            a[i] = old - h
-            down = float((f(*arrays) * R).sum())
-            a[i] = old
-            g[i] = (up - down) / (2 * h)
-        out.append(g)
-    return out
-
-
 @pytest.mark.parametrize("act", [K.NONE, K.RELU])
 @pytest.mark.parametrize("shape", [(2, 3, 1), (5, 2, 1), (1, 2, 5), (3, 3, 4)])
 def test_central_differences_train(rng, shape, act):
     x, gamma, beta, R, _, _ = _inputs(rng, shape)
     y, mean, invstd = K.batchnorm_forward_train(x, gamma, beta, EPS, act)
     dx, dg, db = K.batchnorm_backward(x, y, gamma, mean, invstd, R, act)
-    fd = _grads_fd(lambda x, g, b: K.batchnorm_forward_train(x, g, b, EPS, act)[0],
+    fd = central_differences(lambda x, g, b: K.batchnorm_forward_train(x, g, b, EPS, act)[0],
                    [x, gamma, beta], R)
     for got, want in zip((dx, dg, db), fd):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -79,7 +63,7 @@ def test_central_differences_eval(rng, shape, act):
     x, gamma, beta, R, rm, rv = _inputs(rng, shape)
     y = K.batchnorm_forward_eval(x, gamma, beta, rm, rv, EPS, act)
     dx, dg, db = K.batchnorm_backward_eval(x, y, gamma, rm, rv, EPS, R, act)
-    fd = _grads_fd(lambda x, g, b: K.batchnorm_forward_eval(x, g, b, rm, rv, EPS, act),
+    fd = central_differences(lambda x, g, b: K.batchnorm_forward_eval(x, g, b, rm, rv, EPS, act),
                    [x, gamma, beta], R)
     for got, want in zip((dx, dg, db), fd):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
