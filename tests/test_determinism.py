@@ -1,6 +1,7 @@
 """Bit-identical results across thread counts: every kernel family (foundation: dense,
 activations, dropout, losses, optimizers; conv: direct, im2col and Winograd; pool; recurrent:
-RNN tanh/relu, LSTM, GRU, bidirectional; embedding; RBM: CD, PCD, the fused SGD fit, inference)
+RNN tanh/relu, LSTM, GRU, bidirectional; embedding; transformer: attention with dropout,
+GELU, LayerNorm, positions, the block; RBM: CD, PCD, the fused SGD fit, inference)
 runs forward and backward in two fresh processes, NUMBA_NUM_THREADS=1 and 2, and the SHA-256 of
 each family's outputs must match.  Sizes are big enough for the parallel builds to run (see
 kernels.cpu._parallel).  The two processes run once for all families (module fixture), so the
@@ -78,6 +79,14 @@ FAMILIES = {
         layer_roundtrip(L.Embedding(5000, 64), (40,), 256, x=ids)
         layer_roundtrip(L.Embedding(5000, 64, padding_idx=0), (40,), 256, x=ids)
         layer_roundtrip(L.SpatialDropout1D(0.3), (40, 64), 256)
+    """,
+    "transformer": """
+        layer_roundtrip(L.MultiHeadAttention(4, dropout=0.2), (96, 64), 24)
+        layer_roundtrip(L.MultiHeadAttention(2, causal=False), (70, 32), 24)
+        layer_roundtrip(L.Gelu(), (96, 512), 24)
+        layer_roundtrip(L.LayerNorm(), (96, 256), 24)
+        layer_roundtrip(L.PositionEmbedding(128), (96, 256), 24)
+        layer_roundtrip(L.TransformerBlock(64, 4, dropout=0.1), (64, 64), 24)
     """,
     "rbm": """
         X = (rng.random((600, 784)) < 0.3).astype(np.float32)
