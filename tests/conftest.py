@@ -75,25 +75,6 @@ def need_fixture():
     return need
 
 
-def central_differences(f, arrays, R, h=1e-6):
-    """Central differences of sum(f(*arrays) * R) with respect to each array (float64 arrays,
-    perturbed in place one element at a time and restored): the gradients a kernel's backward
-    must give for the output gradient R."""
-    out = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        for i in np.ndindex(a.shape):
-            old = a[i]
-            a[i] = old + h
-            up = float((f(*arrays) * R).sum())
-            a[i] = old - h
-            down = float((f(*arrays) * R).sum())
-            a[i] = old
-            g[i] = (up - down) / (2 * h)
-        out.append(g)
-    return out
-
-
 def run_threads(fn, args):
     """Run fn(a) for every a in args, each in its own thread, all at once; returns the
     exceptions they raised (a list, empty when all succeeded)."""

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import central_differences
+from finite_differences import central_differences
 from kernels.cpu import activations
 from kernels.cpu import attention as K
 

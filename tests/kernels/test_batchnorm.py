@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from conftest import central_differences
+from finite_differences import central_differences
 from kernels.cpu import batchnorm as K
 
 # (N, C, S): (N, C) inputs are S = 1; batch 1 with S > 1; odd/prime sizes; the last is parallel
