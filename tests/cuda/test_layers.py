@@ -219,11 +219,12 @@ def test_sinusoidal_positions_upload_their_table_once(transfers):
             copies=(1, 0))
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_multihead_attention(causal, transfers):
-    compare(L.MultiHeadAttention(2, causal=causal), (5, 4), _x(2, 5, 4), transfers)
+def test_multihead_attention(transfers):
+    """Causal; the kernels' tests run the unmasked case too."""
+    compare(L.MultiHeadAttention(2), (5, 4), _x(2, 5, 4), transfers)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # uint64 hash
 def test_multihead_attention_dropout_and_block(transfers):
     """Attention dropout hashes the same mask on the device; the block's Dropout layers draw
     theirs on the host (two copies up)."""

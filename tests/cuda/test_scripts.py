@@ -133,23 +133,6 @@ def test_char_rnn(tmp_path):
     _close_trees(params["cuda"], params["cpu"])
 
 
-def test_char_transformer(tmp_path):
-    """char_rnn.py --model transformer --device cuda trains to the CPU run's params (the key
-    bias gets an exactly-zero gradient, softmax being blind to a per-row shift, so it holds
-    rounding noise on both: compared to an absolute 1e-6)."""
-    text = tmp_path / "t.txt"
-    text.write_text("to be or not to be, that is the question.\n" * 10)
-    small = ["--text", str(text), "--model", "transformer", "--n-embd", "4", "--n-head", "2",
-             "--n-layer", "1", "--batch-size", "2", "--seq-len", "4", "--steps", "2",
-             "--eval-every", "2", "--checkpoint-every", "2", "--sample-length", "0",
-             "--warmup", "1"]
-    params = {}
-    for dev in ("cpu", "cuda"):
-        char_rnn.main(["train", *small, "--device", dev, "--out", str(tmp_path / dev)])
-        params[dev] = checkpoint.restore(tmp_path / dev / "checkpoints").params
-    _close_trees(params["cuda"], params["cpu"], atol=1e-6)
-
-
 def test_train_dbn(tmp_path, monkeypatch):
     """train_dbn.py --device cuda on 4x4 synthetic images (one 16-5 RBM: the simulator is
     slow; tests/cuda/test_rbm_api.py pretrains two layers): pretraining, the probe,
