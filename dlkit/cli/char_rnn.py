@@ -277,8 +277,9 @@ def train(args):
                                    random.fold_in(data_key, step))
         if world.size > 1:              # this rank's windows; the mean over all of them
             mine = distributed.shard(np.arange(args.batch_size))
-            loss, _, grads = grad_fn(params, x[mine], y[mine],
-                                     key=random.fold_in(drop_key, step))
+            loss, _, grads = grad_fn(params, x[mine], y[mine],        # masks of its own
+                                     key=random.fold_in(random.fold_in(drop_key, step),
+                                                        world.rank))
             grads, (loss,) = distributed.allreduce(grads, len(mine) / args.batch_size,
                                                    extra=[loss * len(mine) / args.batch_size])
         else:
