@@ -1,6 +1,6 @@
 """asv: fused scaled-dot-product attention (kernels.cpu.attention): forward, backward, the
-MultiHeadAttention layer's forward+backward through the API, and the char transformer's
-training step."""
+MultiHeadAttention layer's forward+backward through the API (the char transformer's training
+step: bench_training.py)."""
 import numpy as np
 
 from dlkit import layers as L
@@ -40,15 +40,3 @@ class Attention:
         _, cache = self.layer.forward(self.params, self.x)
         self.layer.backward(self.params, cache, self.dy)
 
-
-class GPTStep:
-    """One training step of char_rnn.py --model transformer at its defaults."""
-
-    def setup(self):
-        pin_threads()
-        from .peer_attention import gpt_dlkit
-        self.step = gpt_dlkit()
-        self.step()
-
-    def time_step(self):
-        self.step()

@@ -1,46 +1,37 @@
-"""asv: JIT compile time, tracked on purpose.  Each number is the wall time from launching a
-fresh Python process to the end of its first MLP training step.
+"""asv: JIT compile time, tracked on purpose.  Each number is the wall time of a fresh Python
+process doing a zoo model's first training step (batch 128, Adam) and one evaluation (1,000
+images), as ``train.fit`` does on its first batch and at the end of its first epoch:
 
-  track_first_step_cold_cache    empty Numba cache: everything the MLP needs is compiled
-  track_first_step_warm_cache    cache filled by a previous process: only loading
+  FirstStep.track_cold_cache(model)    empty Numba cache: every kernel the model needs compiles
+  FirstStep.track_warm_cache(model)    cache filled by an earlier process: only loading
+
+The recurrent and RBM kernels' own compile times are in bench_recurrent.py and bench_rbm.py.
 """
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+from .common import ColdAndWarmStart
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(cache_dir):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    start = time.time()
-    out = subprocess.run([sys.executable, "-m", "benchmarks.startup", repr(start)], cwd=ROOT,
-                         env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+_FIRST_STEP = """
+import numpy as np
+from dlkit import optim, random, train
+from dlkit.zoo import MODELS
+model, prepare, in_shape = MODELS[{model!r}]()
+_, params, *state = model.init(random.key(0), in_shape)
+rng = np.random.default_rng(0)
+x, y = rng.integers(0, 256, (1000, 28, 28)).astype(np.uint8), rng.integers(0, 10, 1000)
+train.fit(model, params, optim.adam(1e-3), (x[:128], y[:128]), key=random.key(1),
+          prepare=prepare, val=(x, y), progress=False, log=lambda s: None,
+          state=state[0] if state else None)
+"""
 
 
-class Compile:
-    timeout = 300
-    number = 1
-    repeat = 1
-    unit = "seconds"
+class FirstStep(ColdAndWarmStart):
+    params = [["mlp", "cnn", "lstm", "cnn-deep"]]
+    param_names = ["model"]
 
-    def setup(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.warm = os.path.join(self.tmp.name, "warm")
-        _run(self.warm)
+    def script(self, model):
+        return _FIRST_STEP.format(model=model)
 
-    def teardown(self):
-        self.tmp.cleanup()
+    def setup_cache(self):
+        return self.first_runs()
 
-    def track_first_step_cold_cache(self):
-        return _run(os.path.join(self.tmp.name, "cold"))
-
-    def track_first_step_warm_cache(self):
-        return _run(self.warm)
-
-    track_first_step_cold_cache.unit = "seconds"
-    track_first_step_warm_cache.unit = "seconds"
+    setup_cache.timeout = 1800
+    track_cold_cache, track_warm_cache = ColdAndWarmStart.cold, ColdAndWarmStart.warm

@@ -1,28 +1,17 @@
-"""asv: convolution and pooling kernels (issue 3 shapes), each algorithm, a whole CNN training
-step, and the compile time of the conv/pool kernels.
+"""asv: convolution and pooling kernels (issue 3 shapes) and each conv algorithm (the CNNs'
+whole training steps: bench_training.py; their compile time: bench_compile.py).
 
 Kernels are called directly (kernels.cpu.conv / .pool, float32, NCHW); JIT warm-up happens in
 ``setup``.  The shapes are the ones the PyTorch comparison (peer_conv.py) quotes:
 conv 1->32 3x3 on (128, 1, 28, 28) (a first layer: params-only backward) and conv 32->64 3x3
 pad 1 on (128, 32, 14, 14); max pooling 2x2 on (128, 32, 26, 26).
 """
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
-
 import numpy as np
 
-from dlkit import losses, nn, optim, random
-from dlkit.zoo import MODELS
 from kernels.cpu import conv as KC
 from kernels.cpu import pool as KP
 
 from .common import pin_threads, rand
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # (N, C, H, W, C_out, padding)
 SHAPES = {"1x32_28": (128, 1, 28, 28, 32, 0), "32x64_14": (128, 32, 14, 14, 64, 1)}
@@ -118,77 +107,3 @@ class Pool:
             return KP.avgpool2d_backward(self.dy, k, k, s, s, p, p, 26, 26, True)
         return KP.maxpool2d_backward(self.dy, self.arg, k, k, s, s, p, p, 26, 26)
 
-
-class CNNStep:
-    """One Fashion-MNIST CNN training step, batch 128: forward, loss, backward, Adam
-    (dlkit.zoo's cnn, and cnn-deep with two conv blocks)."""
-    params = [["cnn", "cnn-deep"]]
-    param_names = ["model"]
-
-    def setup(self, model):
-        pin_threads()
-        self.model, self.prepare, in_shape = MODELS[model]()
-        _, self.params = self.model.init(random.key(0), in_shape)
-        self.opt = optim.adam(1e-3)
-        self.state = self.opt.init(self.params)
-        rng = np.random.default_rng(0)
-        self.x = rng.integers(0, 256, (128, 28, 28)).astype(np.uint8)
-        self.y = rng.integers(0, 10, 128)
-        self.step = nn.value_and_grad(self.model, losses.softmax_cross_entropy)
-        self.time_train_step(model)
-
-    def time_train_step(self, model):
-        _, _, g = self.step(self.params, self.prepare(self.x), self.y, key=random.key(1))
-        u, _ = self.opt.update(g, self.state, self.params)
-        optim.apply_updates(self.params, u)
-
-
-_FIRST_STEP = """
-import sys, time
-start = float(sys.argv[1])
-import numpy as np
-from dlkit import losses, nn, optim, random
-from dlkit.zoo import MODELS
-model, prepare, in_shape = MODELS["cnn-deep"]()
-_, params = model.init(random.key(0), in_shape)
-opt = optim.adam(1e-3)
-x = np.zeros((128, 28, 28), np.uint8)
-_, _, g = nn.value_and_grad(model, losses.softmax_cross_entropy)(
-    params, prepare(x), np.zeros(128, np.int64), key=random.key(1))
-opt.update(g, opt.init(params), params)
-print(time.time() - start)
-"""
-
-
-def _first_cnn_step(cache_dir):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    start = time.time()
-    out = subprocess.run([sys.executable, "-c", _FIRST_STEP, repr(start)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-class CompileConv:
-    """Wall time from launching a fresh process to the end of its first cnn-deep training step
-    (direct, Winograd, max pooling, dense kernels): with an empty Numba cache (everything
-    compiled) and with a filled one (only loading)."""
-    timeout = 600
-    number = 1
-    repeat = 1
-
-    def setup(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.warm = os.path.join(self.tmp.name, "warm")
-        _first_cnn_step(self.warm)
-
-    def teardown(self):
-        self.tmp.cleanup()
-
-    def track_first_cnn_step_cold_cache(self):
-        return _first_cnn_step(os.path.join(self.tmp.name, "cold"))
-
-    def track_first_cnn_step_warm_cache(self):
-        return _first_cnn_step(self.warm)
-
-    track_first_cnn_step_cold_cache.unit = "seconds"
-    track_first_cnn_step_warm_cache.unit = "seconds"

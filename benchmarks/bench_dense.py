@@ -1,8 +1,8 @@
-"""asv: dense forward/backward, activations, softmax cross-entropy, Adam, a whole MLP step."""
+"""asv: dense forward/backward, activations, softmax cross-entropy (whole training steps and
+the optimizers: bench_training.py)."""
 import numpy as np
 
-from dlkit import losses, nn, optim, random
-from dlkit.zoo import mlp
+from dlkit import losses
 from kernels.cpu import activations as A
 from kernels.cpu import dense as D
 
@@ -69,28 +69,3 @@ class SoftmaxCrossEntropy:
     def time_softmax_cross_entropy(self, shape):
         losses.softmax_cross_entropy(self.z, self.y)
 
-
-class MLPStep:
-    """One Fashion-MNIST MLP training step (batch 128): forward, loss, backward, Adam."""
-
-    def setup(self):
-        pin_threads()
-        self.model, _, in_shape = mlp()
-        _, self.params = self.model.init(random.key(0), in_shape)
-        self.opt = optim.adam(1e-3)
-        self.state = self.opt.init(self.params)
-        rng = np.random.default_rng(0)
-        self.x = rng.random((128, 28, 28), dtype=np.float32)
-        self.y = rng.integers(0, 10, 128)
-        self.step = nn.value_and_grad(self.model, losses.softmax_cross_entropy)
-        self.time_train_step()
-        self.grads = self.step(self.params, self.x, self.y, key=random.key(1))[2]
-
-    def time_train_step(self):
-        _, _, g = self.step(self.params, self.x, self.y, key=random.key(1))
-        u, _ = self.opt.update(g, self.state, self.params)
-        optim.apply_updates(self.params, u)
-
-    def time_adam_update(self):
-        u, _ = self.opt.update(self.grads, self.state, self.params)
-        optim.apply_updates(self.params, u)

@@ -8,23 +8,18 @@
   FreeEnergy.time_free_energy                F(v) for a batch of 1000
   FreeEnergy.time_pseudo_likelihood          scikit-learn-style pseudo-log-likelihood, 1000 rows
   FreeEnergy.time_transform                  P(h|v) for 1000 rows
-  Compile.track_rbm_cd_compile_seconds       compile time of the CD kernel (float32), fresh cache
+  Compile.track_cold_cache / warm_cache      a fresh process's first CD-1 call (float32): with
+                                             an empty Numba cache, and a filled one
 """
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from dlkit import optim, random, rbm
 from kernels.cpu import rbm as K
 
-from .common import pin_threads
+from .common import ColdAndWarmStart, pin_threads
 
-ROOT = Path(__file__).resolve().parents[1]
 N, V, H = 100, 784, 500
 
 
@@ -102,30 +97,25 @@ class FreeEnergy:
 
 
 _COMPILE = """
-import time, numpy as np
+import numpy as np
 import dlkit
 from kernels.cpu import rbm as K
 v = np.zeros((4, 6), np.float32); W = np.zeros((6, 3), np.float32)
 b, c = np.zeros(6, np.float32), np.zeros(3, np.float32)
-t = time.perf_counter()
 K.rbm_cd(v, W, b, c, np.empty((0, 3), np.float32), 1, False, False, True,
          np.zeros((1, 4, 3), np.float32), np.zeros((1, 4, 6), np.float32))
-print(time.perf_counter() - t)
 """
 
 
-class Compile:
-    timeout = 300
-    number = 1
-    repeat = 1
-    unit = "seconds"
+class Compile(ColdAndWarmStart):
+    def script(self):
+        return _COMPILE
 
-    def track_rbm_cd_compile_seconds(self):
-        with tempfile.TemporaryDirectory() as d:
-            env = dict(os.environ, NUMBA_CACHE_DIR=d)
-            out = subprocess.run([sys.executable, "-c", _COMPILE], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, check=True)
-        return float(out.stdout.strip().splitlines()[-1])
+    def setup_cache(self):
+        return self.first_runs()
+
+    setup_cache.timeout = 1800
+    track_cold_cache, track_warm_cache = ColdAndWarmStart.cold, ColdAndWarmStart.warm
 
 
 if __name__ == "__main__":   # quick look without asv: python -m benchmarks.bench_rbm

@@ -1,22 +1,14 @@
 """asv: recurrent kernels (SimpleRNN, LSTM, GRU) forward and backward at the issue's shapes,
-the embedding and channel dropout, a whole IMDb training step, and the recurrent kernels'
-compile time (a fresh process with an empty Numba cache)."""
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
-
+the embedding and channel dropout, and the recurrent kernels' compile time (a fresh process
+with an empty Numba cache).  The IMDb LSTM's whole training step is in bench_training.py."""
 import numpy as np
 
 from kernels.cpu import embedding as E
 from kernels.cpu import recurrent as R
 
-from .common import pin_threads, rand
+from .common import ColdAndWarmStart, pin_threads, rand
 
 SHAPES = [(28, 128, 28, 128), (200, 64, 128, 100)]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Cell:
@@ -111,37 +103,6 @@ class Embedding:
         E.spatial_dropout_forward(self.x3, self.keep, 1 / 0.6)
 
 
-class IMDbStep:
-    """One training step of scripts/train_imdb.py's model on a random batch of 64 x 200 ids
-    (embedding, spatial dropout, LSTM 100 over ragged lengths, dense, BCE, backward, clipping,
-    Adam)."""
-
-    def setup(self):
-        pin_threads()
-        from dlkit import losses, nn, optim, random, runs
-        from dlkit.cli import train_imdb
-        args = runs.defaults(train_imdb.parse_args([]), train_imdb.SETTINGS)
-        self.model = train_imdb.build_model(args)
-        self.prepare = train_imdb.make_prepare(True)
-        _, self.params = self.model.init(random.key(0), (200,))
-        self.opt = optim.adam(1e-3)
-        self.state = self.opt.init(self.params)
-        rng = np.random.default_rng(0)
-        lengths = rng.integers(20, 201, 64)
-        self.xb = rng.integers(2, 10000, (64, 200))
-        self.xb[np.arange(200)[None, :] < (200 - lengths)[:, None]] = 0
-        self.yb = rng.integers(0, 2, 64)
-        self.f = nn.value_and_grad(self.model, losses.sigmoid_binary_cross_entropy)
-        self.key = random.key(1)
-        self.time_train_step()
-
-    def time_train_step(self):
-        from dlkit import clip, optim
-        _, _, g = self.f(self.params, self.prepare(self.xb), self.yb, key=self.key)
-        u, _ = self.opt.update(clip.clip_by_global_norm(g, 1.0), self.state, self.params)
-        optim.apply_updates(self.params, u)
-
-
 _COMPILE_SCRIPT = """
 import numpy as np
 from dlkit import layers as L, random
@@ -154,33 +115,15 @@ for layer in (L.SimpleRNN(4, return_sequences=True), L.LSTM(4, return_sequences=
 """
 
 
-class Compile:
+class Compile(ColdAndWarmStart):
     """Seconds for a fresh process to compile (empty cache) or load (filled cache) the float32
     RNN/LSTM/GRU kernels, both builds, forward and backward."""
-    timeout = 600
-    number = 1
-    repeat = 1
 
-    def _run(self, cache):
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
-        return time.perf_counter() - t
+    def script(self):
+        return _COMPILE_SCRIPT
 
-    def setup(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.warm = os.path.join(self.tmp.name, "warm")
-        self._run(self.warm)
+    def setup_cache(self):
+        return self.first_runs()
 
-    def teardown(self):
-        self.tmp.cleanup()
-
-    def track_recurrent_compile_cold_cache(self):
-        return self._run(os.path.join(self.tmp.name, "cold"))
-
-    def track_recurrent_compile_warm_cache(self):
-        return self._run(self.warm)
-
-    track_recurrent_compile_cold_cache.unit = "seconds"
-    track_recurrent_compile_warm_cache.unit = "seconds"
+    setup_cache.timeout = 1800
+    track_cold_cache, track_warm_cache = ColdAndWarmStart.cold, ColdAndWarmStart.warm

@@ -53,38 +53,6 @@ EXTRA_STEPS = ("resnet", "cnn-deep")     # on request (--steps resnet): not in t
 
 # ------------------------------------------------------------------------ the training steps
 
-def _zoo_batch(n=128):
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (n, 28, 28)).astype(np.uint8), rng.integers(0, 10, n)
-
-
-def dlkit_step(name):
-    """A zero-argument function doing one training step of zoo model ``name`` (or the IMDb
-    LSTM), with the Adam update, on a fixed batch."""
-    from dlkit import losses, nn, optim, random
-    if name == "imdb":
-        from benchmarks.peer_recurrent import imdb_step_dlkit
-        return imdb_step_dlkit()
-    from dlkit.zoo import MODELS
-    model, prepare, in_shape = MODELS[name]()
-    _, params, *state = model.init(random.key(0), in_shape)     # state: resnet's BatchNorm
-    opt = optim.adam(1e-3)
-    box = [params, opt.init(params), *state]
-    xb, yb = _zoo_batch()
-    grad = nn.value_and_grad(model, losses.softmax_cross_entropy)
-
-    def run():
-        params, opt_state, *state = box
-        if state:
-            _, _, g, new_state = grad(params, prepare(xb), yb, state=state[0],
-                                      key=random.key(1))
-            box[:] = (*opt.step(g, opt_state, params), new_state)
-        else:
-            _, _, g = grad(params, prepare(xb), yb, key=random.key(1))
-            box[:] = opt.step(g, opt_state, params)
-    return run
-
-
 def keras_step(name):
     """The same step in Keras (TensorFlow backend): ``model.train_on_batch``."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -98,7 +66,8 @@ def keras_step(name):
                K.Dense(1)]
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
     else:
-        xb, y = _zoo_batch()
+        from benchmarks.steps import zoo_batch
+        xb, y = zoo_batch()
         x = xb.astype(np.float32) / 255
         body = {"mlp": [K.Flatten(), K.Dense(128, activation="relu"), K.Dropout(0.2)],
                 "cnn": [K.Reshape((28, 28, 1)), K.Conv2D(32, 3, activation="relu"),
@@ -142,7 +111,8 @@ def _keras_resnet_body(K):
 def subject(framework, step, seconds, threads):
     """Worker: warm up, then time single steps for ``seconds``; print them as JSON."""
     if framework == "dlkit":
-        fn = dlkit_step(step)
+        from benchmarks.steps import zoo_step
+        fn = zoo_step(step)
     else:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -176,7 +146,8 @@ def load(kind, limit, steps=None):
         from benchmarks.peer_conv import step_torch
         fn = step_torch("default")
     else:
-        fn = dlkit_step("cnn")
+        from benchmarks.steps import zoo_step
+        fn = zoo_step("cnn")
     fn()
     print("ready", flush=True)
     t0, done = time.perf_counter(), 0

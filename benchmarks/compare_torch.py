@@ -4,6 +4,7 @@
     python benchmarks/compare_torch.py                 # every case
     python benchmarks/compare_torch.py -k dense mlp    # cases whose name contains a word
     python benchmarks/compare_torch.py --list
+    python benchmarks/compare_torch.py -k step --memory   # also the peak memory of each step
 
 Method (DESIGN.md, "Benchmarks"): each framework runs in its own process (their thread pools
 slow each other down when they share one), with the same thread count (``--threads``, default
@@ -12,6 +13,16 @@ best of ``--repeat`` timings; the table shows the best over all rounds.  PyTorch
 setting a case lists (its default; glibc malloc tuned with MALLOC_MMAP_THRESHOLD_ /
 MALLOC_TRIM_THRESHOLD_ = 1e9; channels-last or flush-denormal where they apply) and the ratio
 is taken against its fastest.  Ratio = dlkit time / PyTorch time: below 1 means dlkit is faster.
+
+Memory (``--memory``): each worker process, after its timings, starts the kernel's count of
+its peak resident size again (/proc/self/clear_refs, Linux) and runs the work once more; the
+table gives that peak (the interpreter, the framework, the model, its optimizer state,
+activations and workspace) and the peak less the process's size just after importing the
+framework (what the work itself holds), for dlkit and for PyTorch's fastest setting.
+
+``--json FILE`` writes the results with the commit, date and BLAS kernels they were measured
+at; ``--json benchmarks/results/reference/peers.json`` gives the dashboard its PyTorch ratios
+(benchmarks/publish.py).
 
 Cases live in ``benchmarks/peer_*.py``: each defines ``CASES``, a dict name -> Case.
 """
@@ -63,18 +74,39 @@ def best_time(fn, repeat):
     return best
 
 
+def resident_bytes(field):
+    """VmRSS (now) or VmHWM (peak) of this process from /proc/self/status; 0 elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+    except (OSError, StopIteration):
+        return 0
+
+
 def worker(name, framework, setting, threads):
     case = all_cases()[name]
     if framework == "dlkit":
         import numba
+
+        import dlkit  # noqa: F401
         numba.set_num_threads(threads)
+        imported = resident_bytes("VmRSS")
         fn = case.dlkit()
     else:
         import torch
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
+        imported = resident_bytes("VmRSS")
         fn = case.torch(setting)
-    print(json.dumps({"seconds": best_time(fn, case.repeat)}))
+    seconds = best_time(fn, case.repeat)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:     # the peak starts again from now
+            f.write("5")
+    except OSError:
+        pass
+    fn()
+    peak = resident_bytes("VmHWM")
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "imported_bytes": imported}))
 
 
 def run_worker(name, framework, setting, threads):
@@ -88,7 +120,7 @@ def run_worker(name, framework, setting, threads):
                        cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"{framework} worker for {name} ({setting}) failed:\n{r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def blas_kernels():
@@ -109,6 +141,16 @@ def fmt(s):
     return f"{s * 1e3:9.3f} ms" if s < 1 else f"{s:9.3f} s "
 
 
+def mib(b):
+    return f"{b / 2**20:7.1f} MiB"
+
+
+def commit_and_date():
+    r = subprocess.run(["git", "log", "-1", "--format=%H %cI"], cwd=ROOT, capture_output=True,
+                       text=True)
+    return tuple(r.stdout.split()) if r.returncode == 0 else ("", "")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-k", nargs="*", default=[], help="only cases whose name contains a word")
@@ -116,6 +158,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--list", action="store_true")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--memory", action="store_true",
+                   help="also print each case's peak resident memory (see the docstring)")
     p.add_argument("--worker", choices=["dlkit", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--setting", default="default", help=argparse.SUPPRESS)
@@ -134,23 +178,42 @@ def main(argv=None):
     print(blas_kernels() + "; PyTorch: its own MKL/oneDNN\n")
     print(f"{'case':28s} {'dlkit':>12s} {'torch best':>12s}  {'ratio':>6s}  torch setting "
           "(all settings)")
-    results = {}
+    results, memory = {}, []
     for name, case in cases.items():
         settings = [s for base in case.settings for s in (base, base + "+malloc")]
-        best = {"dlkit": float("inf"), **{s: float("inf") for s in settings}}
+        best = {"dlkit": None, **{s: None for s in settings}}
         for _ in range(a.rounds):
-            best["dlkit"] = min(best["dlkit"], run_worker(name, "dlkit", "default", a.threads))
-            for s in settings:
-                best[s] = min(best[s], run_worker(name, "torch", s, a.threads))
-        tset = min(settings, key=best.get)
-        ratio = best["dlkit"] / best[tset]
-        others = ", ".join(f"{s} {fmt(best[s]).strip()}" for s in settings)
-        print(f"{name:28s} {fmt(best['dlkit'])} {fmt(best[tset])}  {ratio:6.2f}  {tset} "
-              f"({others})", flush=True)
-        results[name] = {"dlkit": best["dlkit"], "torch": {s: best[s] for s in settings},
-                         "torch_best_setting": tset, "ratio": ratio}
+            for s in ["dlkit", *settings]:
+                r = run_worker(name, "dlkit" if s == "dlkit" else "torch",
+                               "default" if s == "dlkit" else s, a.threads)
+                if best[s] is None or r["seconds"] < best[s]["seconds"]:
+                    best[s] = r
+        tset = min(settings, key=lambda s: best[s]["seconds"])
+        ratio = best["dlkit"]["seconds"] / best[tset]["seconds"]
+        others = ", ".join(f"{s} {fmt(best[s]['seconds']).strip()}" for s in settings)
+        print(f"{name:28s} {fmt(best['dlkit']['seconds'])} {fmt(best[tset]['seconds'])}  "
+              f"{ratio:6.2f}  {tset} ({others})", flush=True)
+        results[name] = {"dlkit": best["dlkit"]["seconds"],
+                         "torch": {s: best[s]["seconds"] for s in settings},
+                         "torch_best_setting": tset, "ratio": ratio,
+                         "peak_bytes": {"dlkit": best["dlkit"]["peak_bytes"],
+                                        "torch": best[tset]["peak_bytes"]},
+                         "imported_bytes": {"dlkit": best["dlkit"]["imported_bytes"],
+                                            "torch": best[tset]["imported_bytes"]}}
+        memory.append((name, best["dlkit"], best[tset]))
+    if a.memory:
+        print(f"\npeak resident memory during one more run of the work, and that peak less the "
+              f"size after importing the framework\n{'case':28s} {'dlkit peak':>11s} "
+              f"{'torch peak':>11s}   {'dlkit work':>11s} {'torch work':>11s}")
+        for name, d, t in memory:
+            print(f"{name:28s} {mib(d['peak_bytes'])} {mib(t['peak_bytes'])}   "
+                  f"{mib(d['peak_bytes'] - d['imported_bytes'])} "
+                  f"{mib(t['peak_bytes'] - t['imported_bytes'])}")
     if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=1))
+        commit, date = commit_and_date()
+        Path(a.json).write_text(json.dumps(
+            {"commit": commit, "date": date, "threads": a.threads, "rounds": a.rounds,
+             "blas": blas_kernels(), "cases": results}, indent=1) + "\n")
     return results
 
 

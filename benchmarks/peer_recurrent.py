@@ -208,9 +208,37 @@ def imdb_epoch_torch(setting):
     return run
 
 
+def row_lstm_step_dlkit():
+    from .steps import zoo_step
+    return zoo_step("lstm")
+
+
+def row_lstm_step_torch(setting):
+    """The zoo's row-by-row LSTM in PyTorch: each image as 28 steps of 28 pixels, LSTM 128,
+    Linear 10 on the last hidden state, cross-entropy, Adam."""
+    import torch
+    from .steps import zoo_batch
+    _apply_setting(torch, setting)
+    torch.manual_seed(0)
+    lstm, head = torch.nn.LSTM(28, 128, batch_first=True), torch.nn.Linear(128, 10)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], 1e-3)
+    xb, yb = zoo_batch()
+    x, y = torch.from_numpy(xb).float() / 255, torch.from_numpy(yb)
+
+    def run():
+        opt.zero_grad()
+        out, _ = lstm(x)
+        torch.nn.functional.cross_entropy(head(out[:, -1]), y).backward()
+        opt.step()
+    return run
+
+
 CASES = {f"{cell}_{k}": rnn_case(cell, shape) for cell in ("lstm", "rnn", "gru")
          for k, shape in SHAPES.items()}
 CASES.update({
+    "lstm_step": Case("row-LSTM training step, batch 128 (28 rows of 28 pixels, LSTM 128, "
+                      "Dense 10; Adam)", row_lstm_step_dlkit, row_lstm_step_torch, SETTINGS,
+                      repeat=20),
     "embedding_10000x128_64x200": Case("Embedding fwd+bwd, 64x200 ids into 10000x128",
                                        embedding_dlkit, embedding_torch, SETTINGS, repeat=50),
     "imdb_step": Case("IMDb LSTM training step, batch 64 x 200 tokens (emb, dropout, LSTM 100, "
