@@ -136,15 +136,23 @@ class Side:
         self.proc.wait()
 
 
-def export(rev, dest, slowed=False):
-    """dlkit and kernels of commit ``rev`` into ``dest`` (a git archive: no checkout needed)."""
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", rev, "dlkit", "kernels"], cwd=ROOT,
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    if slowed:
-        with open(dest / "dlkit" / "losses.py", "a") as f:
-            f.write(SLOWED)
+def export(rev, slowed=False):
+    """The folder holding dlkit/ and kernels/ of commit ``rev`` (a git archive, made once and
+    kept in ``$DLKIT_REGRESS_DIR``, default ~/.cache/dlkit/regress, with its Numba cache, so a
+    second comparison of the same commit compiles nothing)."""
+    root = Path(os.environ.get("DLKIT_REGRESS_DIR", Path.home() / ".cache" / "dlkit" / "regress"))
+    dest = root / (rev + ("-slowed" if slowed else ""))
+    if not dest.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        part = Path(tempfile.mkdtemp(dir=root, prefix=".part-"))
+        archive = subprocess.run(["git", "archive", rev, "dlkit", "kernels"], cwd=ROOT,
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(part)], input=archive, check=True)
+        if slowed:
+            with open(part / "dlkit" / "losses.py", "a") as f:
+                f.write(SLOWED)
+        part.rename(dest)
+    return dest
 
 
 def compare(a, b, names, rounds, min_sample):
@@ -169,18 +177,14 @@ def fmt(s):
     return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def check(base, head, tmp, pattern, rounds, factor, min_sample, slowed=False, log=print):
-    """Compare two commits; returns (number compared, suspects, confirmed: {name: (a, b)})."""
-    trees = {}
-    for side, rev in (("base", base), ("head", head)):
-        trees[side] = tmp / f"{side}-{rev}{'-slowed' if slowed and side == 'head' else ''}"
-        if not trees[side].exists():
-            export(rev, trees[side], slowed and side == "head")
-    cache = Path(tempfile.gettempdir()) / "dlkit-regress-cache"
+def check(base, head, pattern, rounds, factor, min_sample, slowed=False, log=print):
+    """Compare two commits (full hashes); returns (number compared, suspects, confirmed:
+    {name: (base seconds, head seconds)})."""
+    trees = {"base": export(base), "head": export(head, slowed)}
 
     def pair():
-        return (Side(trees["base"], cache / trees["base"].name),
-                Side(trees["head"], cache / trees["head"].name))
+        return (Side(trees["base"], trees["base"] / ".numba-cache"),
+                Side(trees["head"], trees["head"] / ".numba-cache"))
 
     a, b = pair()
     for side, tree in ((a, trees["base"]), (b, trees["head"])):
@@ -217,35 +221,38 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.worker:
         return worker()
-    rev = lambda r: subprocess.run(["git", "rev-parse", "--short", r], cwd=ROOT, check=True,  # noqa: E731
-                                   capture_output=True, text=True).stdout.strip()
-    head = rev(a.head)
-    base = rev(a.base or f"{a.head}~1")
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        if a.self_test:
-            return self_test(head, tmp, a)
-        print(f"regress: {head} against {base}, {a.rounds} interleaved rounds, "
-              f"factor {a.factor}")
-        t0 = time.time()
-        n, suspects, confirmed = check(base, head, tmp, a.bench, a.rounds, a.factor,
-                                       a.min_sample)
-        for name, (ta, tb) in sorted(confirmed.items()):
-            print(f"SLOWER  {name}: {fmt(ta)} -> {fmt(tb)} ({tb / ta:.2f}x)")
-        print(f"{n} compared, {len(suspects)} suspect, {len(confirmed)} confirmed "
-              f"({time.time() - t0:.0f} s)")
-        return 1 if confirmed else 0
+    head = rev_parse(a.head)
+    base = rev_parse(a.base or f"{a.head}~1")
+    if a.self_test:
+        return self_test(head, a)
+    print(f"regress: {head[:8]} against {base[:8]}, {a.rounds} interleaved rounds, "
+          f"factor {a.factor}")
+    t0 = time.time()
+    n, suspects, confirmed = check(base, head, a.bench, a.rounds, a.factor, a.min_sample)
+    for name, (ta, tb) in sorted(confirmed.items()):
+        print(f"SLOWER  {name}: {fmt(ta)} -> {fmt(tb)} ({tb / ta:.2f}x)")
+    print(f"{n} compared, {len(suspects)} suspect, {len(confirmed)} confirmed "
+          f"({time.time() - t0:.0f} s)")
+    return 1 if confirmed else 0
 
 
-def self_test(head, tmp, a):
+def rev_parse(rev):
+    r = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"regress.py: {rev!r} is not a commit of {ROOT}")
+    return r.stdout.strip()
+
+
+def self_test(head, a):
     """N runs of head against itself, then N against head with a planted 1 ms sleep."""
     for slowed in (False, True):
         label = "planted 1 ms sleep in softmax_cross_entropy" if slowed else "against itself"
         for i in range(a.self_test):
             t0 = time.time()
-            n, suspects, confirmed = check(head, head, tmp, a.bench, a.rounds, a.factor,
+            n, suspects, confirmed = check(head, head, a.bench, a.rounds, a.factor,
                                            a.min_sample, slowed)
-            print(f"self-test, {head} {label}, run {i + 1}: {n} compared, {len(suspects)} "
+            print(f"self-test, {head[:8]} {label}, run {i + 1}: {n} compared, {len(suspects)} "
                   f"suspect, {len(confirmed)} confirmed ({time.time() - t0:.0f} s)"
                   + "".join(f"\n    flagged {k} {v[1] / v[0]:.2f}x"
                             for k, v in sorted(confirmed.items())), flush=True)
