@@ -70,6 +70,12 @@ subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", sy
                 "--ram", f"{ram // 2**30} GiB"], check=True, stdout=subprocess.DEVNULL)
 EOF
 
+status=0
 python -m asv run --machine "$machine" --skip-existing-successful --show-stderr \
-    -a rounds="$rounds" ${bench:+--bench "$bench"} "HASHFILE:$hashes"
+    -a rounds="$rounds" ${bench:+--bench "$bench"} "HASHFILE:$hashes" || status=$?
 echo "recorded $(wc -l <"$hashes") commit(s) in benchmarks/results/$machine/"
+if [ $status -ne 0 ]; then
+    echo "record.sh: some benchmarks failed (asv exit $status; see above): a benchmark newer" \
+         "than a commit fails there and is left out of its graph" >&2
+fi
+exit $status
