@@ -113,7 +113,7 @@ def value_at(bench, value, params):
 
 def fmt(value, unit):
     if value is None:
-        return "n/a"
+        return "not recorded"
     if unit == "bytes":
         return f"{value / 2**20:.1f} MiB"
     if unit == "seconds" and value >= 1:
@@ -150,7 +150,7 @@ def overview(site, machine):
         change = ""
         if len(known) >= 2:
             first = known[0][1]
-            change = f"{latest[1] / first:.2f}x of the first recorded ({len(known)} commits)"
+            change = f"{latest[1] / first:.2f}x ({len(known)} commits)"
         ratio = peers.get("cases", {}).get(case, {}).get("ratio") if case else None
         label = f"{name.split('.', 1)[1]}({', '.join(params)})" if params else name.split(".", 1)[1]
         rows.append(
@@ -170,14 +170,14 @@ def overview(site, machine):
 <html><head><meta charset="utf-8"><title>dlkit benchmarks: overview</title>
 <link rel="stylesheet" href="vendor/bootstrap.min.css">
 <style>body{{padding:1.5em}} td.num{{text-align:right;font-family:monospace}}
-svg.spark{{vertical-align:middle}}</style></head>
+svg.spark{{vertical-align:middle}} td{{white-space:nowrap}}</style></head>
 <body><h1>dlkit benchmarks on <code>{html.escape(machine)}</code></h1>
 <p>The headline benchmark of each kernel family over the {n_commits} recorded commits
 (oldest left). Lower is faster. <a href="index.html">All benchmarks (asv)</a>.</p>
 <p>{peer_note}</p>
 <table class="table table-condensed table-striped" id="overview">
 <thead><tr><th>family</th><th>benchmark</th><th>latest</th><th>commit</th><th>trend</th>
-<th>change</th><th>PyTorch ratio</th><th>peer case</th></tr></thead>
+<th>latest / first</th><th>PyTorch ratio</th><th>peer case</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table></body></html>

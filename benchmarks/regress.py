@@ -7,9 +7,8 @@
     python benchmarks/regress.py --self-test 5        # false alarms and a planted slowdown
 
 Run it before submitting a kernel change (not in CI: its machine is shared).  It times the asv
-suites of this checkout (``time_`` benchmarks; the compile, data-loading, RBM-on-Fashion-MNIST and CUDA suites left
-out)
-against the dlkit of each commit, exported from git into a temporary folder.
+suites of this checkout (``time_`` benchmarks; the compile, data-loading, RBM-on-Fashion-MNIST
+and CUDA suites left out) against the dlkit of each commit, exported from git.
 
 How it avoids crying wolf:
 
@@ -19,8 +18,8 @@ How it avoids crying wolf:
   figure is its fastest sample (load only ever adds time).
 * **A factor, not a p-value.**  A benchmark is suspect when head / base >= ``--factor``
   (default 1.3).
-* **Confirmed before reported.**  Every suspect is timed again in two fresh workers, with twice
-  the rounds; only a suspect still >= the factor is reported.
+* **Confirmed before reported.**  Every suspect is timed again, twice, each time in two fresh
+  workers with twice the rounds; only a suspect still >= the factor both times is reported.
 
 Output: one line per confirmed regression (benchmark, base and head time, ratio), then a
 summary "N compared, K suspect, M confirmed".  Exit status 1 when something is confirmed.
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIRMATIONS = 2        # fresh re-runs a suspect must stay slower in before it is reported
 SKIP = r"Compile|FirstStep|DataLoading|RBMFashion|Cuda"
 SLOWED = """
 
@@ -204,11 +204,13 @@ def check(base, head, pattern, rounds, factor, min_sample, slowed=False, log=pri
     first = compare(a, b, names, rounds, min_sample)
     a.close(), b.close()
     suspects = [n for n, (ta, tb) in first.items() if tb / ta >= factor]
-    confirmed = {}
-    if suspects:
-        log(f"  {len(suspects)} suspect(s), timing them again in fresh processes...")
+    confirmed = {n: first[n] for n in suspects}
+    for _ in range(CONFIRMATIONS):
+        if not confirmed:
+            break
+        log(f"  {len(confirmed)} suspect(s), timing them again in fresh processes...")
         a, b = pair()
-        again = compare(a, b, suspects, 2 * rounds, min_sample)
+        again = compare(a, b, list(confirmed), 2 * rounds, min_sample, log)
         a.close(), b.close()
         confirmed = {n: t for n, t in again.items() if t[1] / t[0] >= factor}
     return len(first), suspects, confirmed
