@@ -109,9 +109,13 @@ def worker():
             reply = (time.perf_counter() - start) / number
         else:
             obj, _, combo = bench
-            if hasattr(obj, "teardown"):
-                obj.teardown(*combo)
-            bench, reply = None, "ok"
+            reply = "ok"
+            try:
+                if hasattr(obj, "teardown"):
+                    obj.teardown(*combo)
+            except Exception as e:  # noqa: BLE001 - after a failed setup, say so and go on
+                reply = f"teardown failed: {type(e).__name__}: {e}"
+            bench = None
         print(json.dumps(reply), flush=True)
 
 
