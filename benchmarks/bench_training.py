@@ -10,7 +10,7 @@
 Models (``steps.zoo_step``): the zoo's mlp, cnn, cnn-deep, lstm (row by row) and resnet at
 batch 128, imdb (train_imdb.py's LSTM, batch 64 x 200) and gpt (char_rnn.py --model
 transformer, batch 12 x 64).  ``peakmem_`` counts from the end of ``setup`` (JIT compilation
-and warm-up excluded, ``common.reset_peak_memory``): the interpreter, dlkit, the model's
+and warm-up excluded, ``compare_torch.reset_peak_memory``): the interpreter, dlkit, the model's
 params, optimizer state, activations and workspace, what PyTorch's figure in
 ``compare_torch.py --memory`` counts too.
 """
@@ -19,7 +19,8 @@ import tempfile
 
 import numpy as np
 
-from .common import pin_threads, reset_peak_memory
+from .common import pin_threads
+from .compare_torch import reset_peak_memory
 from .steps import zoo_step
 
 MODELS = ["mlp", "cnn", "cnn-deep", "lstm", "resnet", "imdb", "gpt"]

@@ -36,18 +36,6 @@ def rand(rng, shape, dtype=np.float32):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def reset_peak_memory():
-    """Make the process's peak resident size (what asv's ``peakmem_`` reads, getrusage's
-    ru_maxrss) start again from the current size, so a ``peakmem_`` benchmark measures its
-    own call and not the JIT compilation in ``setup``.  Linux only (/proc/self/clear_refs);
-    elsewhere the peak keeps counting from process start."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
 def run_fresh(code, cache_dir):
     """Wall seconds for a fresh interpreter to run ``code`` with ``NUMBA_CACHE_DIR=cache_dir``
     (empty: everything is compiled; filled by an earlier run: only loaded)."""

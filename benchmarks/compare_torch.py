@@ -74,6 +74,18 @@ def best_time(fn, repeat):
     return best
 
 
+def reset_peak_memory():
+    """Make the process's peak resident size (VmHWM, and getrusage's ru_maxrss, which asv's
+    ``peakmem_`` reads) start again from the current size, so what follows is measured on its
+    own, without the JIT compilation or warm-up before it.  Linux only (/proc/self/clear_refs);
+    elsewhere the peak keeps counting from process start."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def resident_bytes(field):
     """VmRSS (now) or VmHWM (peak) of this process from /proc/self/status; 0 elsewhere."""
     try:
@@ -99,11 +111,7 @@ def worker(name, framework, setting, threads):
         imported = resident_bytes("VmRSS")
         fn = case.torch(setting)
     seconds = best_time(fn, case.repeat)
-    try:
-        with open("/proc/self/clear_refs", "w") as f:     # the peak starts again from now
-            f.write("5")
-    except OSError:
-        pass
+    reset_peak_memory()
     fn()
     peak = resident_bytes("VmHWM")
     print(json.dumps({"seconds": seconds, "peak_bytes": peak, "imported_bytes": imported}))

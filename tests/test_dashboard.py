@@ -26,9 +26,10 @@ def recorded(name):
     for path in MACHINE.glob("*.json"):
         if path.name == "machine.json" or path.name == "peers.json":
             continue
-        result = json.loads(path.read_text())["results"].get(name)
+        saved = json.loads(path.read_text())
+        result = saved["results"].get(name)
         if result and any(v is not None for v in result[0]):
-            hashes.add(json.loads(path.read_text())["commit_hash"])
+            hashes.add(saved["commit_hash"])
     return hashes
 
 
